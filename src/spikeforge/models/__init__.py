@@ -1,0 +1,53 @@
+"""Model zoo. Every model maps ``[T, B, C, H, W] -> [T, B, classes]`` and names its sites stably."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..neurons import NeuronConfig
+from .resnet import BasicBlock, resnet18, resnet19, resnet34
+from .sdsnn import cifar_convnet, sdsnn_convnet
+from .sites import match_sites, neuron_sites, replace_module, synaptic_layers
+from .vgg import vgg11, vgg16
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "sdsnn_convnet": sdsnn_convnet,
+    "cifar_convnet": cifar_convnet,
+    "vgg11": vgg11,
+    "vgg16": vgg16,
+    "resnet19": resnet19,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+}
+
+
+@dataclass
+class ModelConfig:
+    """Recipe section ``[model]``."""
+
+    name: str = "sdsnn_convnet"
+    num_classes: int = 10
+    in_channels: int = 1
+    input_size: int = 28
+    width: float = 1.0
+    residual: str = "standard"  # resnets: "standard" | "sew" | "ms"
+    pool: str = "avg"  # convnets/vgg: "avg" | "max"
+    spiking_output: bool = False
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    try:
+        factory = MODELS[cfg.name]
+    except KeyError:
+        raise ValueError(f"unknown model {cfg.name!r}; expected one of {sorted(MODELS)}") from None
+    return factory(num_classes=cfg.num_classes, in_channels=cfg.in_channels, input_size=cfg.input_size,
+                   width=cfg.width, neuron=cfg.neuron, residual=cfg.residual, pool=cfg.pool,
+                   spiking_output=cfg.spiking_output)
+
+
+__all__ = ["MODELS", "ModelConfig", "build_model", "BasicBlock", "neuron_sites", "synaptic_layers",
+           "match_sites", "replace_module"]

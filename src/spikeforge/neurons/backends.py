@@ -1,0 +1,43 @@
+"""One dispatch table for running neuron sequences.
+
+A backend is a function ``(x_seq, params, v0) -> (spikes, v_T)`` with the numerics of
+:func:`spikeforge.neurons.functional.neuron_sequence` (the ``reference``).
+``auto`` picks the fastest backend available for the device of the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .functional import NeuronParams, neuron_sequence
+
+SequenceFn = Callable[[torch.Tensor, NeuronParams, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]]
+
+BACKENDS: dict[str, SequenceFn] = {
+    "reference": neuron_sequence,
+}
+
+# Preference order for ``auto`` per device type; the first registered name wins.
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("fused", "reference"),
+    "cuda": ("triton", "fused", "reference"),
+}
+
+
+def available_backends() -> list[str]:
+    return ["auto", *BACKENDS]
+
+
+def resolve_backend(name: str, device: torch.device) -> SequenceFn:
+    """Return the sequence function for ``name`` (or the best one for ``device`` if ``auto``)."""
+    if name == "auto":
+        for candidate in AUTO_ORDER.get(device.type, ("reference",)):
+            if candidate in BACKENDS:
+                return BACKENDS[candidate]
+        return BACKENDS["reference"]
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown neuron backend {name!r}; expected one of {available_backends()}") from None
