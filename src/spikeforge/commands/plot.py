@@ -1,0 +1,19 @@
+"""``spikeforge plot``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "plot a run's metrics"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0

@@ -1,0 +1,1 @@
+"""Packaged recipes (TOML data files); list them with ``spikeforge recipes``."""

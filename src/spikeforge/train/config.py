@@ -1,0 +1,40 @@
+"""Recipe sections ``[train]``, ``[train.optimizer]`` and ``[train.schedule]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # "sgd" | "adam" | "adamw"
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam / AdamW
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # "cosine" | "step" | "constant"
+    warmup_epochs: int = 0  # linear warm-up from lr·warmup_start_factor
+    warmup_start_factor: float = 0.1
+    step_size: int = 30  # "step": multiply lr by gamma every step_size epochs
+    gamma: float = 0.1
+    min_lr: float = 0.0  # "cosine": floor
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 256
+    loss: str = "ce"  # "ce": cross-entropy on time-averaged output | "mse_rate": MSE of rates vs one-hot (SD-SNN)
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    amp: str = "auto"  # "auto" (bf16 autocast on CUDA) | "bf16" | "off"
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
