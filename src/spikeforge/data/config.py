@@ -18,4 +18,8 @@ class DataConfig:
     crop_padding: int = 0  # random crop with this zero padding (0 = off)
     flip: bool = False  # random horizontal flip
     cutout: int = 0  # cutout square side in pixels (0 = off)
+    image_size: int = 0  # image folders: centre-crop + resize to S x S (0 = keep the native size)
+    cache_dir: str = ""  # image folders: decoded-image cache ("" = <root>/.spikeforge-cache or ~/.cache)
+    mean: list[float] = field(default_factory=list)  # per-channel mean in [0, 1] units (empty = dataset's)
+    std: list[float] = field(default_factory=list)  # per-channel std (empty = dataset's)
     events: EventConfig = field(default_factory=EventConfig)

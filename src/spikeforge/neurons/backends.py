@@ -12,12 +12,28 @@ from collections.abc import Callable
 import torch
 
 from .functional import NeuronParams, neuron_sequence
+from .fused import fused_sequence
 
 SequenceFn = Callable[[torch.Tensor, NeuronParams, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]]
 
 BACKENDS: dict[str, SequenceFn] = {
     "reference": neuron_sequence,
+    "fused": fused_sequence,
 }
+
+
+def _register_triton() -> None:
+    """Add the ``triton`` backend when Triton imports and a CUDA device is present."""
+    if not torch.cuda.is_available():
+        return
+    try:
+        from .triton_backend import triton_sequence
+    except Exception:  # noqa: BLE001 - no (working) triton: the backend is simply absent
+        return
+    BACKENDS["triton"] = triton_sequence
+
+
+_register_triton()
 
 # Preference order for ``auto`` per device type; the first registered name wins.
 AUTO_ORDER: dict[str, tuple[str, ...]] = {

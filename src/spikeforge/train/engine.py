@@ -216,7 +216,7 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
                     h.after_step(model)
             n = y.shape[0]
             seen += n
-            loss_sum += float(loss) * n
+            loss_sum += float(loss.detach()) * n
             correct += int((time_average(out.detach()).argmax(-1) == y).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         train_time = time.perf_counter() - t0

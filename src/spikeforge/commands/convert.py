@@ -1,0 +1,34 @@
+"""``spikeforge convert RUN_DIR --out DIR``: reparameterize a hybrid run into an all-spiking model."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "reparameterize a hybrid run into an all-spiking model"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `spikeforge train`")
+    p.add_argument("--out", required=True, help="output folder (graph.json + model.safetensors)")
+    p.add_argument("--coding", choices=("bitplane", "unary"), default="bitplane",
+                   help="multi-level values as bit planes (ceil(log2(L+1)) planes) or unary (L planes)")
+    p.add_argument("--input-encoding", choices=("analog", "bitplane"), default="analog",
+                   help="analog: keep an analog first layer (costs MACs); bitplane: feed 8-bit pixels as 8 "
+                        "binary planes with the normalisation folded in (the first layer only accumulates)")
+    p.add_argument("--data", default=None, help="dataset folder (bitplane: to read the normalisation stats)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..reparam import convert_run
+
+    graph = convert_run(args.run_dir, args.out, args.coding, args.input_encoding, args.data)
+    ops: dict[str, int] = {}
+    for n in graph.nodes:
+        ops[n.op] = ops.get(n.op, 0) + 1
+    print(f"converted {args.run_dir} -> {args.out}: {len(graph.nodes)} nodes "
+          f"({', '.join(f'{k} {v}' for k, v in ops.items())}); coding {args.coding}, "
+          f"input {args.input_encoding}")
+    if args.input_encoding == "analog":
+        print("note: the first layer reads the analog input and costs MACs (use --input-encoding bitplane "
+              "for an accumulate-only first layer)")
+    return 0

@@ -1,0 +1,157 @@
+"""Compaction: physically remove pruned neurons from a developed run → a smaller dense run.
+
+A neuron is removed when all its incoming synapses are masked (neuronal pruning masks whole
+rows; regeneration may bring some back, and then the neuron stays). With the masking of
+:mod:`.masking` a removed neuron's pre-activation (and batch-norm output) is exactly 0, so it never
+fires, and dropping it together with its batch-norm channel and its outgoing synapses (through
+``Flatten``: its ``H×W`` block of inputs) leaves every output unchanged. Remaining masked synapses
+of kept neurons are stored as exact zeros (``W ⊙ M``). See :mod:`.chain` for the index plan.
+
+Compacted run format (a normal run directory, loadable by ``load_run``)::
+
+    recipe.toml / model.json["recipe"]   the source recipe with [develop].widths = {layer: units kept}
+    model.json["extensions"]["develop"]  {"layers": [], "widths": {...}, "compacted_from": SRC}
+                                          (other extensions' metadata, e.g. hybrid sites, copied)
+    model.safetensors                     plain dense weights of the smaller model (no masks)
+    compact.json                          the report below
+
+``load_run`` builds the full model, :meth:`DevelopExtension.restore` shrinks the layers named in
+``develop.widths`` and, as ``layers`` is empty, attaches no masks; the weights then load strictly.
+Verification runs the masked source model and the reloaded compacted model in float64 on real
+test inputs and reports ``max_abs_output_diff``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..train.checkpoint import load_state_into, write_json
+from ..train.metrics import time_average
+from ..train.recipe import Recipe, to_toml
+from ..train.rundir import MODEL_META, build_from_meta, load_run, save_model
+from .chain import index_plan
+from .masking import alive_neurons, is_masked
+
+REPORT = "compact.json"
+NORM_CHANNEL_KEYS = ("weight", "bias", "running_mean", "running_var")
+DEV_BUFFERS = ("weight_mask", "range_hi", "range_lo", "prev_weight", "excess_sum", "excess_streak",
+               "shrink_streak", "regen_streak", "channel_mask")
+
+
+@torch.no_grad()
+def compact_state(model: nn.Module) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+    """Widths of the masked layers after removing dead neurons, and the compacted state dict."""
+    keep = {n: alive_neurons(m.weight_mask).nonzero().flatten().cpu()
+            for n, m in model.named_children() if is_masked(m)}
+    state: dict[str, torch.Tensor] = {}
+    for s in index_plan(model, keep):
+        own = {k: v for k, v in s.module.state_dict().items() if k not in DEV_BUFFERS}
+        if s.kind == "synapse":
+            assert s.in_idx is not None and s.out_idx is not None
+            m = s.module
+            w = m.weight * m.weight_mask if is_masked(m) else m.weight
+            dev = w.device
+            state[f"{s.name}.weight"] = w[s.out_idx.to(dev)][:, s.in_idx.to(dev)].clone()
+            if m.bias is not None:
+                b = m.bias * alive_neurons(m.weight_mask).to(m.bias.dtype) if is_masked(m) else m.bias
+                state[f"{s.name}.bias"] = b[s.out_idx.to(dev)].clone()
+            continue
+        for k, v in own.items():
+            if s.kind == "norm" and k in NORM_CHANNEL_KEYS and s.out_idx is not None:
+                v = v[s.out_idx.to(v.device)]
+            elif s.kind == "other" and v.numel() > 1:
+                raise NotImplementedError(f"{s.name}.{k}: per-unit state {tuple(v.shape)} unsupported")
+            state[f"{s.name}.{k}"] = v.clone()
+    return {n: len(idx) for n, idx in keep.items()}, state
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def max_output_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    """``max |a(x) − b(x)|`` with both models and the input in float64 (models are restored)."""
+    a64, b64 = copy.deepcopy(a).double().eval(), copy.deepcopy(b).double().eval()
+    return float((a64(x.double()) - b64(x.double())).abs().max())
+
+
+def ops_summary(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """SOPs, MACs and energy (pJ) per sample from :func:`spikeforge.energy.count_ops`."""
+    from ..energy import count_ops
+
+    model.eval()
+    rep = count_ops(model, x)
+    return {"sops": rep.sops, "macs": rep.macs, "energy_pj": rep.energy_pj, "event_sops": rep.event_sops,
+            "event_energy_pj": rep.event_energy_pj}
+
+
+def encoded_test_inputs(recipe: Recipe, data_root: str | Path | None, samples: int, splits: Any = None,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded ``[T, B, ...]`` inputs and labels of the first ``samples`` test samples."""
+    from ..data import load_dataset
+    from ..data.encode import prepare_batch
+
+    splits = splits or load_dataset(recipe.data, data_root)
+    ds = splits.test.subset(samples)
+    gen = torch.Generator().manual_seed(seed)
+    return prepare_batch(ds.x, splits.info, recipe.data, None, gen, train=False), ds.y
+
+
+def write_compacted(src_recipe: Recipe, src_meta: dict[str, Any], widths: dict[str, int],
+                    state: dict[str, torch.Tensor], out_dir: Path, source: str) -> nn.Module:
+    """Write the compacted run directory; returns its model (built the way ``load_run`` builds it)."""
+    recipe = copy.deepcopy(src_recipe)
+    assert recipe.develop is not None
+    recipe.develop.widths = {**recipe.develop.widths, **widths}
+    ext = copy.deepcopy(src_meta.get("extensions", {}))
+    ext["develop"] = {"layers": [], "batchnorms": {}, "widths": recipe.develop.widths,
+                      "compacted_from": source}
+    meta = {"recipe": dataclasses.asdict(recipe), "extensions": ext}
+    model = build_from_meta(recipe, meta)
+    load_state_into(model, state, out_dir / "model.safetensors")
+    extra = {"epoch": src_meta.get("epoch"), "compacted_from": source}
+    save_model(out_dir, model, recipe, ext, extra)
+    (out_dir / "recipe.toml").write_text(to_toml(recipe))
+    return model
+
+
+def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path | None = None,
+                samples: int = 256, splits: Any = None, count_energy: bool = True) -> dict[str, Any]:
+    """Compact a developed run into ``out_dir`` and verify it; returns (and saves) the report."""
+    src_dir, out = Path(run_dir), Path(out_dir)
+    if out.resolve() == src_dir.resolve():
+        raise ValueError("compact: --out must differ from the run directory (inputs are never modified)")
+    if (out / MODEL_META).exists():
+        raise FileExistsError(f"{out} already holds a model; choose another --out")
+    src = load_run(src_dir, "cpu")
+    if src.recipe.develop is None:
+        raise ValueError(f"{src_dir}: not a structurally developed run (its recipe has no [develop] section)")
+    widths, state = compact_state(src.model)
+    out.mkdir(parents=True, exist_ok=True)
+    write_compacted(src.recipe, src.meta, widths, state, out, str(src_dir))
+    dst = load_run(out, "cpu")  # exactly what evaluate / convert will see
+    x, y = encoded_test_inputs(src.recipe, data_root, samples, splits, src.recipe.train.seed)
+    before = {n: int(m.weight.shape[0]) for n, m in src.model.named_children() if n in widths}
+    report: dict[str, Any] = {
+        "run_dir": str(src_dir), "out_dir": str(out), "widths_before": before, "widths_after": widths,
+        "params_before": param_count(src.model), "params_after": param_count(dst.model),
+        "max_abs_output_diff": max_output_diff(src.model, dst.model, x), "samples": int(y.shape[0]),
+        "spikeforge": __version__,
+    }
+    report["compression_rate"] = 1.0 - report["params_after"] / max(1, report["params_before"])
+    with torch.no_grad():
+        for tag, m in (("before", src.model), ("after", dst.model)):
+            pred = time_average(m(x)).argmax(-1)
+            report[f"sample_accuracy_{tag}"] = float((pred == y).float().mean())
+    if count_energy:
+        report["ops_before"], report["ops_after"] = ops_summary(src.model, x), ops_summary(dst.model, x)
+    write_json(out / REPORT, report)
+    return report

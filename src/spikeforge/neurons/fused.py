@@ -1,0 +1,275 @@
+"""The ``fused`` backend: one autograd node for a whole ``[T, ...]`` neuron sequence.
+
+Autograd through :func:`~spikeforge.neurons.functional.neuron_sequence` records ~8 nodes and
+keeps ~6 tensors per time step. Here the forward pass runs the T steps in one go and keeps
+only the pre-reset membrane ``h_t`` (one tensor per step, in the input dtype); spikes,
+post-reset membranes and surrogate derivatives are recomputed from it in backward, with the
+same elementwise operations, so they match the forward pass bit for bit.
+
+Backward is hand-written BPTT. With ``z_t = h_t − θ``, σ' the surrogate derivative,
+``g_s`` the incoming spike gradient and ``g_v`` the gradient reaching ``v_t`` from the future:
+
+    soft reset   ∂L/∂h_t = g_v + σ'(z_t) · (g_s − θ g_v)        (detach: g_v + σ' g_s)
+    hard reset   ∂L/∂h_t = g_v (1 − s_t) + σ'(z_t) · (g_s + g_v (v_r − h_t))
+                                                                (detach: drop the g_v term in σ')
+    then         ∂L/∂x_t = b ∂L/∂h_t,  g_v ← a ∂L/∂h_t,  ∂L/∂a += Σ ∂L/∂h_t · v_{t−1},
+                 ∂L/∂b += Σ ∂L/∂h_t · x_t,  ∂L/∂c += Σ ∂L/∂h_t
+
+which is exactly the chain rule autograd applies to the reference graph. Coefficients may be
+Python floats or one-element tensors (PLIF's learnable τ) that receive gradients; tensors with
+more than one element (e.g. per-channel decay) fall back to the reference loop.
+
+Two implementations of the loops compute the same thing:
+
+- :mod:`~spikeforge.neurons.fused_eager`: in-place eager loops, ~4 kernels per forward step;
+- :func:`forward_loop` / :func:`backward_loop` here: functional loops that ``torch.compile``
+  (inductor) turns into one fused kernel each for the whole sequence — the fastest CPU path
+  measured (≈4–5× the reference loop's throughput for T = 8, B = 64, N = 4096).
+
+``SPIKEFORGE_FUSED_COMPILE`` (or :func:`set_compile`) picks: ``on`` compiles at first use,
+``off`` never compiles, ``auto`` (default) compiles once a signature has run
+:data:`COMPILE_WARMUP_CALLS` times, so training gets the compiled loops while tests and short
+scripts never pay the compile time. Any compile error falls back to the eager loops with a
+single warning. Inside an outer ``torch.compile(model)`` the functional loops are traced into
+the model's graph.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .functional import NeuronParams, Scalar, neuron_sequence
+from .fused_eager import backward_eager, forward_eager
+from .fused_spec import Coef, Spec, is_one
+
+COMPILE_ENV = "SPIKEFORGE_FUSED_COMPILE"
+
+
+# ----------------------------------------------------------------------------------------------
+# loops (pure functions of tensors; eager or compiled)
+
+
+def _charge(x: torch.Tensor, v: torch.Tensor, a: Coef, b: Coef, c: Coef) -> torch.Tensor:
+    """``a·v + b·x (+ c)``, rounded like the reference (products rounded before the sum)."""
+    h = (v if is_one(a) else a * v) + (x if is_one(b) else b * x)
+    if isinstance(c, torch.Tensor) or c != 0.0:
+        h = h + c
+    return h
+
+
+def _reset(h: torch.Tensor, fired: torch.Tensor, spec: Spec) -> torch.Tensor:
+    """Post-reset membrane; equal in value to the reference's ``h − θ s`` / ``h (1 − s) + v_r s``."""
+    if spec.v_reset is None:
+        return torch.where(fired, h - spec.threshold, h)
+    return torch.where(fired, spec.v_reset, h)
+
+
+def forward_loop(x_seq: torch.Tensor, v0: torch.Tensor, a: Coef, b: Coef, c: Coef,
+                 spec: Spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run all T steps; returns ``(spikes [T, ...], h [T, ...], v_T)``.
+
+    ``h ≥ θ`` is the reference's ``h − θ ≥ 0`` (equivalent in IEEE arithmetic with subnormals).
+    """
+    v = v0
+    spikes, hs = [], []
+    for t in range(x_seq.shape[0]):
+        h = _charge(x_seq[t], v, a, b, c)
+        fired = h >= spec.threshold
+        v = _reset(h, fired, spec)
+        spikes.append(fired.to(h.dtype))
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v
+
+
+def backward_loop(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: torch.Tensor | None,
+                  hs: torch.Tensor, v0: torch.Tensor | None, a: Coef, b: Coef, spec: Spec,
+                  need_a: bool, need_b: bool, need_c: bool,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                             torch.Tensor | None]:
+    """BPTT over the stored ``h``; returns ``(∂x, ∂v0, ∂a, ∂b, ∂c)`` (coefficient grads summed).
+
+    With ``g = ∂L/∂v_t`` (from the future) each step is ``∂L/∂h_t = σ'(z) g_s + Q_t g`` where
+
+        soft  Q = 1 − θ σ'(z)              (detach: 1)
+        hard  Q = (1 − s) + σ'(z) (v_r − h)  (detach: 1 − s)
+
+    then ``∂L/∂x_t = b ∂L/∂h_t`` and ``g ← a ∂L/∂h_t``.
+    """
+    theta, v_r = spec.threshold, spec.v_reset
+    g = grad_vT
+    grads_x: list[torch.Tensor] = []
+    acc_a = acc_b = acc_c = None
+    for t in range(hs.shape[0] - 1, -1, -1):
+        h = hs[t]
+        z = h - theta
+        sg = spec.surrogate.derivative(z)
+        gs = grad_s[t]
+        if g is None:
+            gh = sg * gs
+        elif v_r is None:
+            gh = g + sg * (gs if spec.detach_reset else gs - theta * g)
+        else:
+            keep = (z < 0).to(h.dtype)  # 1 − s
+            gh = g * keep + sg * (gs if spec.detach_reset else gs + g * (v_r - h))
+        grads_x.append(gh if is_one(b) else gh * b)
+        if need_a and v0 is not None:  # v0 is saved exactly when ∂a is needed
+            v_prev = v0 if t == 0 else _reset(hs[t - 1], hs[t - 1] >= theta, spec)
+            acc_a = gh * v_prev if acc_a is None else acc_a + gh * v_prev
+        if need_b and x_seq is not None:
+            acc_b = gh * x_seq[t] if acc_b is None else acc_b + gh * x_seq[t]
+        if need_c:
+            acc_c = gh if acc_c is None else acc_c + gh
+        g = gh if is_one(a) else gh * a
+    grads_x.reverse()
+    assert g is not None  # at least one step
+    return (torch.stack(grads_x), g,
+            None if acc_a is None else acc_a.sum(),
+            None if acc_b is None else acc_b.sum(),
+            None if acc_c is None else acc_c.sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.compile of the loops, with an eager fallback
+
+COMPILE_MODES = ("auto", "on", "off")
+MAX_TRACKED_SIGNATURES = 4096
+COMPILE_WARMUP_CALLS = 200  # "auto": compile a loop once one signature has run this often
+
+
+def _env_mode() -> str:
+    raw = os.environ.get(COMPILE_ENV, "auto").strip().lower()
+    return {"1": "on", "true": "on", "0": "off", "false": "off", "": "auto"}.get(raw, raw)
+
+
+_mode = _env_mode() if _env_mode() in COMPILE_MODES else "auto"
+_compiled: dict[str, Callable[..., Any]] = {}
+_calls: dict[tuple[Any, ...], int] = {}
+_compile_failed = False
+
+
+def set_compile(mode: str | bool) -> None:
+    """``"on"``/True: compile at once; ``"off"``/False: always eager; ``"auto"``: compile a loop
+    once its signature (spec, shape, dtype, device) has run :data:`COMPILE_WARMUP_CALLS` times,
+    so training compiles and short scripts and tests do not pay the compile time."""
+    global _mode, _compile_failed
+    mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    _mode = mode
+    _compile_failed = False
+    _calls.clear()
+
+
+def compile_mode() -> str:
+    return "off" if _compile_failed else _mode
+
+
+def _should_compile(key: tuple[Any, ...]) -> bool:
+    if _compile_failed or _mode == "off":
+        return False
+    if _mode == "on":
+        return True
+    if len(_calls) > MAX_TRACKED_SIGNATURES:
+        _calls.clear()
+    _calls[key] = count = _calls.get(key, 0) + 1
+    return count > COMPILE_WARMUP_CALLS
+
+
+def _run(name: str, key: tuple[Any, ...], eager_fn: Callable[..., Any], pure_fn: Callable[..., Any],
+         *args: Any) -> Any:
+    """Run ``pure_fn`` compiled when enabled, else the in-place ``eager_fn``; on any error of the
+    compiled version warn once and use eager from then on (correctness never depends on it)."""
+    global _compile_failed
+    if torch.compiler.is_compiling():
+        return pure_fn(*args)  # inside an outer torch.compile: trace the functional loop into it
+    if not _should_compile((name, *key)):
+        return eager_fn(*args)
+    try:
+        compiled = _compiled.get(name)
+        if compiled is None:
+            compiled = _compiled[name] = torch.compile(pure_fn)
+        return compiled(*args)
+    except Exception as err:  # noqa: BLE001 - a compiler failure must not break training
+        _compile_failed = True
+        warnings.warn(f"spikeforge fused backend: torch.compile failed ({type(err).__name__}: {err}); "
+                      "using eager loops from now on", RuntimeWarning, stacklevel=3)
+        return eager_fn(*args)
+
+
+# ----------------------------------------------------------------------------------------------
+# autograd function and backend entry point
+
+
+def _as_coef(value: Scalar, like: torch.Tensor) -> Coef:
+    """Python floats stay floats (baked into the loops); tensors become 0-d in the input's dtype."""
+    if isinstance(value, torch.Tensor):
+        return value.reshape(()).to(device=like.device, dtype=like.dtype)
+    return float(value)
+
+
+def _signature(x: torch.Tensor, spec: Spec, *flags: object) -> tuple[object, ...]:
+    return (spec, tuple(x.shape), x.dtype, x.device.type, *flags)
+
+
+class _FusedSequence(torch.autograd.Function):
+    """``(x_seq, v0, a, b, c, spec) -> (spikes, v_T)``; saves ``h`` (and ``x`` only if ∂b is needed)."""
+
+    @staticmethod
+    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,  # type: ignore[override]
+                c: Scalar, spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
+        ca, cb, cc = (_as_coef(k, x_seq) for k in (a, b, c))
+        key = _signature(x_seq, spec, *(isinstance(k, torch.Tensor) for k in (ca, cb, cc)))
+        spikes, hs, v_T = _run("forward", key, forward_eager, forward_loop, x_seq, v0, ca, cb, cc, spec)
+        ctx.spec = spec
+        ctx.coefs = (a, b, c)
+        need_a, need_b = (isinstance(k, torch.Tensor) and k.requires_grad for k in (a, b))
+        ctx.save_for_backward(x_seq if need_b else None, hs, v0 if need_a else None)
+        return spikes, v_T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,  # type: ignore[override]
+                 ) -> tuple[torch.Tensor | None, ...]:
+        x_seq, hs, v0 = ctx.saved_tensors
+        a, b, c = ctx.coefs
+        need_x, need_v0, need_a, need_b, need_c = ctx.needs_input_grad[:5]
+        grad_s = torch.zeros_like(hs) if grad_s is None else grad_s.contiguous()
+        ca, cb = _as_coef(a, hs), _as_coef(b, hs)
+        key = _signature(hs, ctx.spec, grad_vT is None, isinstance(ca, torch.Tensor),
+                         isinstance(cb, torch.Tensor), need_a, need_b, need_c)
+        gx, gv0, ga, gb, gc = _run("backward", key, backward_eager, backward_loop, grad_s, grad_vT, x_seq,
+                                   hs, v0, ca, cb, ctx.spec, need_a, need_b, need_c)
+
+        def coef_grad(g: torch.Tensor | None, coef: Scalar) -> torch.Tensor | None:
+            if g is None or not isinstance(coef, torch.Tensor):
+                return None
+            return g.to(coef.dtype).reshape(coef.shape)
+
+        return (gx if need_x else None, gv0 if need_v0 else None, coef_grad(ga, a), coef_grad(gb, b),
+                coef_grad(gc, c), None)
+
+
+def _scalar_like(value: Scalar) -> bool:
+    return not isinstance(value, torch.Tensor) or value.numel() == 1
+
+
+def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
+                   v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backend ``fused``: same contract and numerics as ``neuron_sequence``.
+
+    Falls back to the reference for coefficient tensors with more than one element.
+    """
+    if x_seq.dim() < 1 or x_seq.shape[0] == 0 or not all(
+            _scalar_like(k) for k in (p.decay, p.input_gain, p.bias)):
+        return neuron_sequence(x_seq, p, v0)
+    v0 = torch.full_like(x_seq[0], p.v_init) if v0 is None else v0.to(x_seq.dtype).expand_as(x_seq[0])
+    spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
+                p.surrogate)
+    spikes, v_T = _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec)
+    return spikes, v_T

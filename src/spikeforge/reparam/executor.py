@@ -1,0 +1,104 @@
+"""Dense execution of a converted graph as an ``nn.Module`` (the reference the runtime must equal).
+
+Every synaptic node becomes a submodule holding a time-distributed :class:`spikeforge.layers.Conv2d`
+or :class:`spikeforge.layers.Linear` with the node's folded weights, so the usual tools
+(:func:`spikeforge.energy.count_ops`, forward hooks) instrument the converted model exactly as
+they do any model: their input is the tensor the synaptic layer really reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import layers as L
+from .graph import ConvertedGraph, Node
+from .ops import concat_inputs, crop_input, input_op, run_elementwise
+
+F64 = torch.float64
+
+
+def module_key(node_name: str) -> str:
+    """Submodule name of a node (``nn.Module`` names cannot contain dots)."""
+    return node_name.replace(".", "_")
+
+
+class SynapticConv(nn.Module):
+    """``conv2d(crop(cat(inputs)), W) + bias [+ bias_map]``."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        w = node.tensors["weight"].to(F64)
+        a = node.attrs
+        self.layer = L.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(a["stride"]),
+                              padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
+                              bias="bias" in node.tensors, dtype=F64, device=w.device)
+        with torch.no_grad():
+            self.layer.weight.copy_(w)
+            if "bias" in node.tensors:
+                self.layer.bias.copy_(node.tensors["bias"])
+        self.crop: list[int] | None = a.get("crop")
+        self.register_buffer("bias_map", node.tensors.get("bias_map"))
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        y = self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop))
+        return y if self.bias_map is None else y + self.bias_map
+
+
+class SynapticLinear(nn.Module):
+    """``cat(flatten(inputs)) · Wᵀ + bias``."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        w = node.tensors["weight"].to(F64)
+        self.layer = L.Linear(w.shape[1], w.shape[0], bias="bias" in node.tensors, dtype=F64, device=w.device)
+        with torch.no_grad():
+            self.layer.weight.copy_(w)
+            if "bias" in node.tensors:
+                self.layer.bias.copy_(node.tensors["bias"])
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return self.layer(concat_inputs(xs, flatten=True))
+
+
+class ConvertedModel(nn.Module):
+    """Dense float64 interpreter of a :class:`ConvertedGraph`: ``[T, B, ...] -> [T, B, classes]``."""
+
+    def __init__(self, graph: ConvertedGraph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.synapses = nn.ModuleDict()
+        self.layer_names: dict[str, str] = {}  # module path -> node name
+        for n in graph.nodes:
+            if n.op in ("conv", "linear"):
+                key = module_key(n.name)
+                self.synapses[key] = SynapticConv(n) if n.op == "conv" else SynapticLinear(n)
+                self.layer_names[f"synapses.{key}.layer"] = n.name
+
+    def synapse(self, node: Node) -> nn.Module:
+        return self.synapses[module_key(node.name)]
+
+    def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Run the graph; with ``record`` every node's output is stored in it by name."""
+        values: dict[str, torch.Tensor] = {}
+        for n in self.graph.nodes:
+            values[n.name] = self.run_node(n, x, values)
+            if record is not None:
+                record[n.name] = values[n.name]
+        return values[self.graph.nodes[-1].name]
+
+    def run_node(self, n: Node, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        if n.op == "input":
+            return input_op(x, n.attrs, F64)
+        xs = [values[i] for i in n.inputs]
+        if n.op in ("conv", "linear"):
+            return self.synapse(n)(xs)
+        return run_elementwise(n.op, xs, n.attrs)
+
+
+def graph_summary(graph: ConvertedGraph) -> list[dict[str, Any]]:
+    """One row per node: name, op, inputs and tensor shapes."""
+    return [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
+             "tensors": {k: list(v.shape) for k, v in n.tensors.items()}} for n in graph.nodes]

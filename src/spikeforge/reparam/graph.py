@@ -1,0 +1,138 @@
+"""The converted-model format: a small dataflow graph of named nodes over ``[T, B, ...]`` tensors.
+
+A converted model is a list of nodes in execution (topological) order. Every node reads the
+outputs of earlier nodes named in ``inputs`` and produces one tensor ``[T, B, ...]``:
+
+``input``     the model input. ``encoding = "analog"``: fed as given (``direct``/``rate``/frames);
+              ``"bitplane"``: fed integer pixels ``p ∈ {0..255}`` and emits the binary planes
+              ``b_k = ⌊p / 2^k⌋ mod 2`` (k = 0..7) concatenated on the channel axis.
+``conv``      ``y = conv2d(cat(inputs), W, stride, padding, dilation) + bias [+ bias_map]``; with
+              ``crop = [H, W]`` the (concatenated) input is first cut to its top-left ``H×W``.
+``linear``    ``y = cat(flatten(inputs)) · Wᵀ + bias`` (each input flattened after ``[T, B]``).
+``neuron``    ``h_t = a·v_{t−1} + b·x_t + c``, ``s_t = Θ(h_t − θ)``, soft (``v_reset = null``:
+              ``v_t = h_t − θ s_t``) or hard (``v_t = h_t (1 − s_t) + v_reset s_t``) reset.
+``quantize``  a SpikingReLU's integer level ``q_t = clamp(round(x_t / s), 0, L)`` (stateless).
+``planes``    an integer tensor ``n ∈ {0..M}`` as binary planes on the channel axis: ``bitplane``
+              ``n = Σ_k 2^k b_k`` (``⌈log2(M+1)⌉`` planes) or ``unary`` ``n = Σ_k [n > k]`` (M).
+``add``       ``y = Σ_i scale_i · x_i``.
+``maxpool``   2-D max pooling (time-distributed).
+``output``    ``y = Σ_i scale_i · x_i`` — the model's output (logits ``[T, B, classes]``).
+
+Only ``conv`` and ``linear`` are synaptic layers; after conversion each of them reads binary
+tensors only (planes, neuron spikes, max-pooled spikes), except a first layer fed an ``analog``
+input. Files: ``graph.json`` (this structure, ``format = FORMAT``) and ``model.safetensors``
+(every tensor, float64, keyed ``"<node>.<tensor>"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT = "spikeforge.converted/1"
+GRAPH_FILE = "graph.json"
+WEIGHTS_FILE = "model.safetensors"
+OPS = ("input", "conv", "linear", "neuron", "quantize", "planes", "add", "maxpool", "output")
+SYNAPTIC_OPS = ("conv", "linear")
+PIXEL_BITS = 8  # 8-bit images: 8 binary planes
+
+
+@dataclass
+class Node:
+    """One graph node: ``op`` from :data:`OPS`, scalar ``attrs`` and named ``tensors``."""
+
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"node {self.name!r}: unknown op {self.op!r}; expected one of {OPS}")
+
+
+@dataclass
+class ConvertedGraph:
+    """A converted all-spiking model: nodes in execution order plus free-form metadata."""
+
+    nodes: list[Node]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for n in self.nodes:
+            if n.name in seen:
+                raise ValueError(f"duplicate node name {n.name!r}")
+            missing = [i for i in n.inputs if i not in seen]
+            if missing:
+                raise ValueError(f"node {n.name!r} reads {missing} before they are computed")
+            seen.add(n.name)
+        if not self.nodes or self.nodes[0].op != "input" or self.nodes[-1].op != "output":
+            raise ValueError("a converted graph starts with an 'input' node and ends with an 'output' node")
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[0]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def synaptic(self) -> list[Node]:
+        return [n for n in self.nodes if n.op in SYNAPTIC_OPS]
+
+    def to_json(self) -> dict[str, Any]:
+        nodes = []
+        for n in self.nodes:
+            d = asdict(n)
+            d["tensors"] = {k: f"{n.name}.{k}" for k in n.tensors}
+            nodes.append(d)
+        return {"format": FORMAT, "meta": self.meta, "nodes": nodes}
+
+    def tensor_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{n.name}.{k}": t for n in self.nodes for k, t in n.tensors.items()}
+
+
+def node_from_json(d: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Node:
+    keys = d.get("tensors", {})
+    missing = [v for v in keys.values() if v not in tensors]
+    if missing:
+        raise ValueError(f"node {d.get('name')!r}: tensors {missing} are not in {WEIGHTS_FILE}")
+    return Node(name=d["name"], op=d["op"], inputs=list(d.get("inputs", [])), attrs=dict(d.get("attrs", {})),
+                tensors={k: tensors[v] for k, v in keys.items()})
+
+
+def save_graph(graph: ConvertedGraph, out_dir: str | Path) -> Path:
+    """Write ``graph.json`` and ``model.safetensors`` (float64, CPU) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float64).contiguous().clone()
+               for k, v in graph.tensor_dict().items()}
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (out / GRAPH_FILE).write_text(json.dumps(graph.to_json(), indent=2) + "\n")
+    return out
+
+
+def load_graph(path: str | Path, device: str | torch.device = "cpu") -> ConvertedGraph:
+    """Read a converted directory written by :func:`save_graph` (no pickle involved)."""
+    p = Path(path)
+    gfile, wfile = p / GRAPH_FILE, p / WEIGHTS_FILE
+    for f in (gfile, wfile):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: not found (is {p} a converted model directory?)")
+    try:
+        doc = json.loads(gfile.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{gfile}: not valid JSON ({e})") from None
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{gfile}: format {doc.get('format')!r} is not {FORMAT!r}")
+    tensors = load_file(str(wfile), device=str(device))
+    return ConvertedGraph([node_from_json(d, tensors) for d in doc["nodes"]], dict(doc.get("meta", {})))

@@ -1,0 +1,219 @@
+"""Verification that a converted model equals its hybrid, reads only binary inputs, and what it costs.
+
+Both models run in float64 on identical encoded inputs (a stochastic encoding's spike draws are
+made once and fed to both). Checks and measurements, over every batch:
+
+- ``max_abs_logit_diff = max |y_hybrid − y_converted|`` over all ``[T, B, classes]`` outputs
+  (required ≤ :data:`LOGIT_TOLERANCE`) and ``argmax_agreement``: the share of samples whose
+  time-averaged logits have the same argmax (required 1.0);
+- ``site_mismatches``: per hybrid site, the number of output elements (spikes, or SpikingReLU
+  values ``s·q``) that differ from the converted node's — 0 unless a float64 reassociation
+  moved a membrane across a threshold (or a level across a rounding boundary);
+- ``binary_inputs``: every synaptic layer's input holds only 0 and 1, except the layers fed the
+  analog model input (``analog_input_layers``); else ``first_non_binary`` names the first one;
+- operations and energy (:mod:`spikeforge.energy`, E_AC = 0.9 pJ, E_MAC = 4.6 pJ, Horowitz 2014)
+  of the same architecture as ANN (dense MACs of one step), pure SNN (every site spiking, same
+  weights: a proxy, its accuracy is reported but it was never trained as such), hybrid (layers
+  after a SpikingReLU are dense MACs) and converted (only accumulates, except an analog first layer).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..energy import EnergyModel, OpsCounter, OpsReport
+from ..hybrid.spiking_relu import SpikingReLU
+from ..models import neuron_sites, replace_module
+from ..neurons import NeuronConfig, SpikingNeuron
+from .executor import ConvertedModel
+from .graph import ConvertedGraph
+
+LOGIT_TOLERANCE = 1e-9
+F64 = torch.float64
+REFERENCE_BACKEND = "reference"
+
+
+def prepare_hybrid(model: nn.Module) -> nn.Module:
+    """A float64, eval-mode copy whose neurons run the reference loop (the defining numerics)."""
+    m = copy.deepcopy(model).to(F64).eval()
+    for mod in m.modules():
+        if isinstance(mod, SpikingNeuron):
+            mod.backend = REFERENCE_BACKEND
+    return m
+
+
+def pure_snn(hybrid: nn.Module, neuron: NeuronConfig) -> nn.Module:
+    """The same architecture and weights with every SpikingReLU site replaced by ``neuron``."""
+    m = copy.deepcopy(hybrid)
+    cfg = copy.deepcopy(neuron)
+    cfg.backend = REFERENCE_BACKEND
+    for name, site in neuron_sites(m).items():
+        if isinstance(site, SpikingReLU):
+            replace_module(m, name, cfg.build().to(device=site.step.device, dtype=F64))
+    return m.to(F64).eval()
+
+
+class BinaryInputMonitor:
+    """Forward hooks on every synaptic layer of a :class:`ConvertedModel`: are inputs only 0/1?"""
+
+    def __init__(self, model: ConvertedModel) -> None:
+        self.model = model
+        self.binary: dict[str, bool] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> BinaryInputMonitor:
+        for path, node_name in self.model.layer_names.items():
+            layer = self.model.get_submodule(path)
+            self._handles.append(layer.register_forward_hook(self._hook(node_name)))
+        return self
+
+    def _hook(self, name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+            x = inputs[0]
+            ok = bool(((x == 0) | (x == 1)).all())
+            self.binary[name] = self.binary.get(name, True) and ok
+        return hook
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def offending(self, graph: ConvertedGraph) -> list[str]:
+        """Non-binary layers in graph order, excluding those fed the analog model input."""
+        return [n.name for n in graph.synaptic()
+                if not n.attrs.get("analog_input") and not self.binary.get(n.name, True)]
+
+
+def check_binary_inputs(graph: ConvertedGraph, x: torch.Tensor) -> list[str]:
+    """Run ``graph`` densely on ``x`` and return the synaptic layers that saw a non-binary input."""
+    model = ConvertedModel(graph)
+    with torch.no_grad(), BinaryInputMonitor(model) as mon:
+        model(x)
+    return mon.offending(graph)
+
+
+@dataclass
+class Batch:
+    """One verification batch: the hybrid's input, the converted model's input, labels (or None)."""
+
+    hybrid_input: torch.Tensor
+    converted_input: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+@dataclass
+class _Tally:
+    max_diff: float = 0.0
+    agree: int = 0
+    total: int = 0
+    labelled: int = 0
+    correct: dict[str, int] = field(default_factory=lambda: {"hybrid": 0, "converted": 0, "snn": 0})
+    mismatches: dict[str, int] = field(default_factory=dict)
+
+
+def _site_outputs(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    out: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y.detach()))
+               for n, m in neuron_sites(model).items()]
+    return out, handles
+
+
+def _count_mismatches(tally: _Tally, hybrid_sites: dict[str, torch.Tensor], record: dict[str, torch.Tensor],
+                      graph: ConvertedGraph) -> None:
+    for name, y in hybrid_sites.items():
+        if name not in record:
+            continue
+        node = graph.node(name)
+        got = record[name] * node.attrs["step"] if node.op == "quantize" else record[name]
+        tally.mismatches[name] = tally.mismatches.get(name, 0) + int((got != y).sum())
+
+
+def _energy_entry(rep: OpsReport, view: str = "") -> dict[str, float]:
+    if view == "event":
+        return {"sops": rep.event_sops, "macs": rep.event_macs, "energy_pj": rep.event_energy_pj}
+    return {"sops": rep.sops, "macs": rep.macs, "energy_pj": rep.energy_pj}
+
+
+@torch.no_grad()
+def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Batch],
+                  snn: nn.Module | None = None, energy: EnergyModel | None = None) -> dict[str, Any]:
+    """Run the hybrid, the converted graph (and optionally the pure-SNN proxy) on ``batches``."""
+    hybrid = prepare_hybrid(hybrid)
+    device = next((t.device for t in hybrid.parameters()), torch.device("cpu"))
+    converted = ConvertedModel(graph).to(device)
+    tally = _Tally()
+    site_out, handles = _site_outputs(hybrid)
+    counters = [OpsCounter(hybrid, energy), OpsCounter(converted, energy)]
+    if snn is not None:
+        counters.append(OpsCounter(snn, energy))
+    mon = BinaryInputMonitor(converted)
+    try:
+        for c in counters:
+            c.__enter__()
+        mon.__enter__()
+        for batch in batches:
+            xh, xc = batch.hybrid_input.to(device, F64), batch.converted_input.to(device, F64)
+            yh = hybrid(xh)
+            record: dict[str, torch.Tensor] = {}
+            yc = converted(xc, record)
+            _count_mismatches(tally, site_out, record, graph)
+            tally.max_diff = max(tally.max_diff, float((yh - yc).abs().max()))
+            ph, pc = yh.mean(0).argmax(-1), yc.mean(0).argmax(-1)
+            tally.agree += int((ph == pc).sum())
+            tally.total += int(ph.numel())
+            if batch.labels is not None:
+                y = batch.labels.to(device)
+                tally.labelled += int(y.numel())
+                tally.correct["hybrid"] += int((ph == y).sum())
+                tally.correct["converted"] += int((pc == y).sum())
+                if snn is not None:
+                    tally.correct["snn"] += int((snn(xh).mean(0).argmax(-1) == y).sum())
+            elif snn is not None:
+                snn(xh)
+    finally:
+        mon.__exit__()
+        for c in counters:
+            c.__exit__()
+        for h in handles:
+            h.remove()
+    return _result(graph, converted, tally, counters, mon)
+
+
+def _result(graph: ConvertedGraph, converted: ConvertedModel, tally: _Tally, counters: list[OpsCounter],
+            mon: BinaryInputMonitor) -> dict[str, Any]:
+    if not tally.total:
+        raise ValueError("verification saw no samples")
+    rep_h, rep_c = counters[0].report(), counters[1].report()
+    offending = mon.offending(graph)
+    energy = {"ann": {"sops": 0.0, "macs": rep_h.ann_macs, "energy_pj": rep_h.ann_energy_pj},
+              "hybrid": _energy_entry(rep_h), "hybrid_event_view": _energy_entry(rep_h, "event"),
+              "converted": _energy_entry(rep_c)}
+    out: dict[str, Any] = {
+        "samples": tally.total, "time_steps": rep_c.time_steps,
+        "max_abs_logit_diff": tally.max_diff, "argmax_agreement": tally.agree / tally.total,
+        "site_mismatches": tally.mismatches, "spike_flips": int(sum(tally.mismatches.values())),
+        "binary_inputs": not offending, "first_non_binary": offending[0] if offending else None,
+        "analog_input_layers": [n.name for n in graph.synaptic() if n.attrs.get("analog_input")],
+        "sops": rep_c.sops, "macs": rep_c.macs, "energy_pj": rep_c.energy_pj, "energy": energy,
+        "energy_model": {"e_ac_pj": rep_c.energy.e_ac_pj, "e_mac_pj": rep_c.energy.e_mac_pj},
+    }
+    if len(counters) > 2:
+        energy["snn"] = _energy_entry(counters[2].report())
+    if tally.labelled:
+        out["accuracy"] = tally.correct["converted"] / tally.labelled
+        out["hybrid_accuracy"] = tally.correct["hybrid"] / tally.labelled
+        if len(counters) > 2:
+            out["snn_accuracy"] = tally.correct["snn"] / tally.labelled
+    names = converted.layer_names
+    out["layers"] = [{"name": names.get(lay.name, lay.name), "kind": lay.kind, "rate": lay.rate,
+                      "binary": lay.binary, "macs_per_step": lay.macs, "sops": lay.sops,
+                      "energy_pj": lay.energy_pj} for lay in rep_c.layers]
+    out["exact"] = out["max_abs_logit_diff"] <= LOGIT_TOLERANCE and out["argmax_agreement"] == 1.0
+    return out

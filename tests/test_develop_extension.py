@@ -1,0 +1,94 @@
+"""The [develop] extension: default layers, the per-epoch schedule, metadata/restore, engine runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from develop_helpers import synthetic_splits, tiny_model, tiny_recipe
+
+from spikeforge.develop.config import DevelopConfig
+from spikeforge.develop.extension import EXTENSION, DevelopHook, equip
+from spikeforge.develop.masking import MaskedBatchNorm2d, is_masked
+from spikeforge.develop.plot import plot_development
+from spikeforge.train.engine import train
+from spikeforge.train.rundir import load_run
+
+CPU = torch.device("cpu")
+
+
+def _prepared(name: str = "sdsnn_convnet", epochs: int = 20) -> tuple[torch.nn.Module, DevelopHook]:
+    recipe = tiny_recipe(epochs)
+    recipe.model.name = name
+    model = tiny_model(name)
+    (hook,) = EXTENSION.prepare(recipe, model, None, CPU)
+    return model, hook
+
+
+def test_default_pruned_layers_follow_the_reference() -> None:
+    model, hook = _prepared()
+    assert hook.names == ["conv2", "fc1"]
+    assert [n for n, m in model.named_modules() if is_masked(m)] == ["conv2", "fc1"]
+    assert hook.rates == {"conv2": 5.0, "fc1": 35.0}
+    model, hook = _prepared("cifar_convnet")
+    assert hook.names == [f"conv{i}" for i in range(1, 7)] + ["fc1"]
+    assert hook.bn_of == {f"conv{i}": f"bn{i}" for i in range(1, 7)}
+    assert isinstance(model.bn3, MaskedBatchNorm2d)
+
+
+def test_epoch_schedule_constraint_then_pruning_then_rate_growth() -> None:
+    model, hook = _prepared(epochs=20)  # C = round(18 * 20 / 300) = 1: pruning from epoch 3
+    for epoch in (1, 2):
+        rec = hook.on_epoch_end(epoch, 20, model)
+        assert rec["develop.fc1.rate"] == 0.0 and rec["develop.fc1.neurons_alive"] == 30
+    rec = hook.on_epoch_end(3, 20, model)
+    assert rec["develop.fc1.rate"] == 35.0
+    assert rec["develop.fc1.neurons_alive"] == 30 - 10  # floor(30 * 35 / 100)
+    assert rec["develop.fc1.neurons_pruned"] == 10
+    assert 0.0 < rec["develop.pruning_rate"] < 1.0
+    # the neurotrophic update used this epoch's survivors (min_inputs = 4 in the tiny recipe)
+    assert hook.rates["fc1"] == 35.0 + 1.0 * rec["develop.fc1.survivors"] / 10.0
+    json.dumps(rec)  # JSON-serialisable metrics
+    # weights lie inside their ranges once the constraint is on
+    w = model.fc1.weight.detach()
+    assert bool((w <= model.fc1.range_hi).all()) and bool((w >= model.fc1.range_lo).all())
+
+
+def test_hook_state_roundtrip_and_restore_rebuilds_the_structure() -> None:
+    model, hook = _prepared()
+    for epoch in range(1, 4):
+        hook.on_epoch_end(epoch, 20, model)
+    other = DevelopHook(DevelopConfig(), hook.names, hook.bn_of, {"conv2": 0.0, "fc1": 0.0})
+    other.load_state_dict(json.loads(json.dumps(hook.state_dict())))
+    assert other.rates == hook.rates and other.last_epoch == 3
+    fresh = tiny_model(seed=3)
+    EXTENSION.restore(tiny_recipe(), fresh, json.loads(json.dumps(hook.metadata())))
+    fresh.load_state_dict(model.state_dict())  # strict: every buffer exists
+    assert torch.equal(fresh.fc1.weight.detach(), (model.fc1.weight * model.fc1.weight_mask).detach())
+
+
+def test_equip_rejects_unknown_layers() -> None:
+    model = tiny_model()
+    try:
+        equip(model, ["sn1"])
+    except ValueError as e:
+        assert "not a conv/linear layer" in str(e)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_engine_run_records_development_and_reloads(tmp_path: Path) -> None:
+    splits = synthetic_splits()
+    train(tiny_recipe(4), tmp_path / "run", quiet=True, splits=splits)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["develop.fc1.rate"] for r in records[:2]] == [0.0, 0.0]
+    assert records[2]["develop.fc1.neurons_alive"] < records[1]["develop.fc1.neurons_alive"]
+    assert records[-1]["develop.pruning_rate"] > 0.0
+    png = plot_development(tmp_path / "run")
+    assert png.stat().st_size > 0
+    loaded = load_run(tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["extensions"]["develop"]["layers"] == ["conv2", "fc1"]
+    pruned = loaded.model.fc1.weight.detach()[loaded.model.fc1.weight_mask == 0]
+    assert pruned.numel() > 0 and torch.equal(pruned, torch.zeros_like(pruned))  # masks folded on load

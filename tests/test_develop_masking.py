@@ -1,0 +1,93 @@
+"""Masked layers: pruned synapses contribute nothing, gradients reach the shadow weights, keys stay plain."""
+
+from __future__ import annotations
+
+import torch
+from develop_helpers import tiny_model
+from safetensors.torch import load_file, save_file
+
+from spikeforge import layers as L
+from spikeforge.develop.masking import (
+    MaskedBatchNorm2d,
+    attach_channel_gate,
+    attach_mask,
+    following_batchnorms,
+    sync_gates,
+)
+
+
+def test_masked_forward_ignores_pruned_weights() -> None:
+    torch.manual_seed(0)
+    layer = attach_mask(L.Linear(5, 3))
+    layer.weight_mask[1, 2] = 0
+    layer.weight_mask[2] = 0
+    x = torch.randn(4, 2, 5)
+    y = layer(x)
+    with torch.no_grad():
+        layer.weight[1, 2] = 1e6  # a pruned synapse's shadow weight changes nothing
+        layer.weight[2] = -1e6
+    assert torch.equal(layer(x), y)
+    w_eff = layer.weight.detach() * layer.weight_mask
+    bias_eff = layer.bias.detach() * torch.tensor([1.0, 1.0, 0.0])  # neuron 2 is dead: no bias
+    assert torch.allclose(y, torch.nn.functional.linear(x, w_eff, bias_eff))
+
+
+def test_gradient_reaches_the_shadow_weight_straight_through() -> None:
+    torch.manual_seed(0)
+    conv = attach_mask(L.Conv2d(2, 3, 3, padding=1))
+    conv.weight_mask[0, 1] = 0
+    x = torch.randn(2, 2, 2, 5, 5)
+    conv(x).square().sum().backward()
+    grad = conv.weight.grad
+    assert grad is not None and float(grad[0, 1].abs().sum()) > 0  # the masked kernel still learns
+    # the shadow gradient equals the gradient with respect to the effective weight
+    w_eff = (conv.weight.detach() * conv.weight_mask).requires_grad_(True)
+    out = torch.nn.functional.conv2d(x.flatten(0, 1), w_eff, conv.bias.detach(), padding=1)
+    out.square().sum().backward()
+    assert torch.allclose(grad, w_eff.grad, atol=1e-5)
+    assert isinstance(conv, torch.nn.Conv2d)
+
+
+def test_state_dict_keys_stay_plain_and_save_as_safetensors(tmp_path) -> None:  # noqa: ANN001
+    model = tiny_model()
+    attach_mask(model.fc1)
+    model.fc1.weight_mask[0] = 0
+    keys = list(model.state_dict())
+    assert "fc1.weight" in keys and "fc1.weight_mask" in keys and "fc1.bias" in keys
+    assert not any("parametrizations" in k or "orig" in k for k in keys)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.safetensors")
+    other = tiny_model(seed=1)
+    attach_mask(other.fc1)
+    other.load_state_dict(load_file(tmp_path / "m.safetensors"))
+    assert torch.equal(other.fc1.weight_mask, model.fc1.weight_mask)
+
+
+def test_bake_on_load_folds_the_mask_into_the_weights() -> None:
+    model = tiny_model()
+    attach_mask(model.fc1).weight_mask[0] = 0
+    state = model.state_dict()
+    other = tiny_model(seed=1)
+    attach_mask(other.fc1).bake_on_load = True
+    other.load_state_dict(state)
+    assert torch.equal(other.fc1.weight[0].detach(), torch.zeros_like(other.fc1.weight[0]))
+    assert torch.equal(other.fc1.weight[1].detach(), model.fc1.weight[1].detach())
+
+
+def test_dead_conv_channel_is_silenced_through_its_batch_norm() -> None:
+    model = tiny_model("cifar_convnet")
+    bn_of = following_batchnorms(model, ["conv1", "conv2"])
+    assert bn_of == {"conv1": "bn1", "conv2": "bn2"}
+    for conv, bn in bn_of.items():
+        attach_mask(model.get_submodule(conv))
+        attach_channel_gate(model.get_submodule(bn))
+    model.conv1.weight_mask[1] = 0
+    sync_gates(model, bn_of)
+    assert isinstance(model.bn1, MaskedBatchNorm2d)
+    assert model.bn1.channel_mask.tolist() == [1.0, 0.0, 1.0, 1.0]
+    with torch.no_grad():
+        model.bn1.bias.fill_(3.0)  # would make a dead channel fire without the gate
+    x = torch.rand(2, 2, 3, 8, 8)
+    h = model.bn1(model.conv1(x))
+    assert torch.equal(h[:, :, 1], torch.zeros_like(h[:, :, 1]))
+    model.eval()
+    assert torch.equal(model.bn1(model.conv1(x))[:, :, 1], torch.zeros_like(h[:, :, 1]))
