@@ -113,8 +113,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled fused column")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"# neurons fwd+bwd — {describe_device(device)}; B={args.batch}, N={args.neurons}\n")
     speed_rows, mem_rows, header = [], [], ["neuron", "T"]

@@ -12,8 +12,9 @@ spikeforge builds them with ``build_model``; SpikingJelly with its multi-step
 one step at a time). Reports samples/s with the ratio to SpikingJelly and the memory held for
 backward (CPU: saved-tensor bytes; CUDA: peak allocated during the step).
 
-Data path: gathering a batch from an in-memory uint8 array, scaling, augmenting (CIFAR:
-random crop with 4-pixel padding + horizontal flip) and encoding it to ``[T, B, C, H, W]``,
+Data path: spikeforge's own pipeline — ``iterate_batches`` (shuffled gather from an in-memory
+uint8 ``ArrayDataset``), ``BatchAugment`` (CIFAR: random crop with 4-pixel padding +
+horizontal flip; MNIST: none), ``normalize`` and ``encode(..., "direct", T)`` — per batch,
 timed against the spikeforge (fused) train step; the target is < 10 % of the step.
 """
 
@@ -22,13 +23,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import numpy as np
 import peer_models
 import torch
 import torch.nn.functional as F
 from common import NOT_INSTALLED, describe_device, fmt_ratio, markdown_table, peak_memory, time_call
 from torch import nn
 
+from spikeforge.data.augment import BatchAugment, normalize
+from spikeforge.data.base import ArrayDataset
+from spikeforge.data.encode import encode
+from spikeforge.data.loader import iterate_batches
 from spikeforge.models import ModelConfig, build_model
 from spikeforge.neurons import NeuronConfig
 from spikeforge.neurons import fused as fused_mod
@@ -39,6 +43,8 @@ MOMENTUM = 0.9
 CROP_PAD = 4
 DATASET_SIZE = 2048
 CLASSES = 10
+MNIST_STATS = ((0.1307,), (0.3081,))
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 MODELS = {  # name: (width, in_channels, input size, batch)
     "sdsnn_convnet": (1.0, 1, 28, 64),
     "resnet19": (0.25, 3, 32, 32),
@@ -81,34 +87,24 @@ def train_step_fn(net: nn.Module, run: Runner, x: torch.Tensor, y: torch.Tensor)
 
 
 # ----------------------------------------------------------------------------------------------
-# data path
+# data path: spikeforge's own loader, augmentation and encoding
 
 
-def make_uint8_dataset(cin: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(DATASET_SIZE, size, size, cin), dtype=np.uint8)
-    return images, rng.integers(0, CLASSES, size=DATASET_SIZE)
+def make_uint8_dataset(cin: int, size: int, seed: int = 0) -> ArrayDataset:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (DATASET_SIZE, cin, size, size), generator=gen, dtype=torch.uint8)
+    return ArrayDataset(images, torch.randint(0, CLASSES, (DATASET_SIZE,), generator=gen))
 
 
-def load_batch(images: np.ndarray, labels: np.ndarray, batch: int, augment: bool, gen: torch.Generator,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather, scale to [0, 1], normalise, augment (crop + flip) and direct-encode over T steps."""
-    idx = torch.randint(0, images.shape[0], (batch,), generator=gen).numpy()
-    x = torch.from_numpy(images[idx]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - 0.5) / 0.25
-    if augment:
-        size = x.shape[-1]
-        padded = F.pad(x, (CROP_PAD,) * 4)
-        offs = torch.randint(0, 2 * CROP_PAD + 1, (2, batch), generator=gen)
-        rows = (offs[0, :, None] + torch.arange(size)).to(device)
-        cols = (offs[1, :, None] + torch.arange(size)).to(device)
-        x = padded[torch.arange(batch, device=device)[:, None, None, None],
-                   torch.arange(x.shape[1], device=device)[None, :, None, None],
-                   rows[:, None, :, None], cols[:, None, None, :]]
-        flip = (torch.rand(batch, generator=gen) < 0.5).to(device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    y = torch.from_numpy(labels[idx]).to(device)
-    return x.unsqueeze(0).expand(TIME_STEPS, *x.shape).contiguous(), y
+def data_pass(ds: ArrayDataset, batch: int, augment: BatchAugment, stats: tuple[tuple[float, ...], ...],
+              gen: torch.Generator, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of batches: gather (shuffled) -> augment -> normalise -> direct-encode over T."""
+    out = []
+    for x, y in iterate_batches(ds, batch, shuffle=True, generator=gen, device=device, drop_last=True):
+        if augment.active:
+            x = augment(x, gen)
+        out.append((encode(normalize(x, *stats), "direct", TIME_STEPS), y))
+    return out
 
 
 Rows = tuple[list[str], list[str], list[str], list[str] | None]
@@ -117,10 +113,11 @@ Rows = tuple[list[str], list[str], list[str], list[str] | None]
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> Rows:
     """Time every column on one model; returns (header, speed row, memory row, data-path row)."""
     _, cin, size, batch = MODELS[name]
-    augment = name == "resnet19"
-    images, labels = make_uint8_dataset(cin, size)
+    augment = BatchAugment(crop_padding=CROP_PAD, flip=True) if cin == 3 else BatchAugment()
+    stats = CIFAR_STATS if cin == 3 else MNIST_STATS
+    ds = make_uint8_dataset(cin, size)
     gen = torch.Generator().manual_seed(1)
-    x, y = load_batch(images, labels, batch, augment, gen, device)
+    x, y = data_pass(ds, batch, augment, stats, gen, device)[0]
     results: dict[str, tuple[float, float] | None] = {}
     fused_seconds: dict[str, float] = {}
     for col, make in columns(name, not args.no_compile).items():
@@ -146,8 +143,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> Ro
                                   for r in results.values()]
     mem_row = [name, str(batch)] + [NOT_INSTALLED if r is None else fmt_ratio(r[1], base[1] if base else None)
                                     for r in results.values()]
-    data_s = time_call(lambda: load_batch(images, labels, batch, augment, gen, device), device, 1,
-                       max(args.repeats, 5))
+    batches_per_pass = DATASET_SIZE // batch
+    data_s = time_call(lambda: data_pass(ds, batch, augment, stats, gen, device), device, 1,
+                       max(args.repeats, 3)) / batches_per_pass
     step_s = fused_seconds.get("spikeforge fused (compiled)", fused_seconds.get("spikeforge fused (eager)"))
     data = None if step_s is None else [name, str(batch), f"{data_s * 1e3:.2f}", f"{step_s * 1e3:.1f}",
                                         f"{100 * data_s / step_s:.1f} %"]
@@ -160,9 +158,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled fused column")
     ap.add_argument("--channels-last", action="store_true", help="spikeforge models in channels_last")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"# train step (T={TIME_STEPS}) — {describe_device(device)}\n")

@@ -67,7 +67,8 @@ def test_optimizer_state_round_trip(tmp_path, name: str) -> None:
     write_json(tmp_path / "o.json", rest)
     m2 = torch.nn.Linear(4, 3)
     m2.load_state_dict(m.state_dict())
-    opt2 = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9) if name == "sgd" else torch.optim.Adam(m2.parameters())
+    params = m2.parameters()
+    opt2 = torch.optim.SGD(params, lr=0.1, momentum=0.9) if name == "sgd" else torch.optim.Adam(params)
     optimizer_from_files(opt2, load_tensors(tmp_path / "o.safetensors"), read_json(tmp_path / "o.json"))
     x = torch.randn(5, 4)
     for mm, oo in ((m, opt), (m2, opt2)):

@@ -92,3 +92,19 @@ def test_engine_run_records_development_and_reloads(tmp_path: Path) -> None:
     assert meta["extensions"]["develop"]["layers"] == ["conv2", "fc1"]
     pruned = loaded.model.fc1.weight.detach()[loaded.model.fc1.weight_mask == 0]
     assert pruned.numel() > 0 and torch.equal(pruned, torch.zeros_like(pruned))  # masks folded on load
+
+
+def test_resume_continues_development_exactly(tmp_path: Path) -> None:
+    """Masks, ranges and streaks (buffers) and the rates (hook state) survive --resume."""
+    splits = synthetic_splits()
+    train(tiny_recipe(5), tmp_path / "straight", quiet=True, splits=splits)
+    train(tiny_recipe(3), tmp_path / "resumed", quiet=True, splits=splits)  # same C = 1 as a 5-epoch run
+    train(tiny_recipe(5), tmp_path / "resumed", quiet=True, splits=splits, resume=True)
+
+    def records(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k.startswith("develop.") or k == "train_loss"}
+                for line in lines]
+
+    straight, resumed = records("straight"), records("resumed")
+    assert straight == resumed and straight[-1]["develop.fc1.rate"] > straight[-2]["develop.fc1.rate"] > 0

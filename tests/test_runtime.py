@@ -16,25 +16,27 @@ TOL = 1e-9
 SPIKE_RATE = 0.2
 
 
+@pytest.mark.parametrize("method", ["csr", "scatter"])
 @pytest.mark.parametrize(("stride", "padding", "dilation", "size"), [(1, 1, 1, 7), (2, 1, 1, 8), (2, 0, 2, 9),
                                                                      (3, 2, 1, 10)])
-def test_event_conv_matches_conv2d(stride: int, padding: int, dilation: int, size: int) -> None:
+def test_event_conv_matches_conv2d(stride: int, padding: int, dilation: int, size: int, method: str) -> None:
     gen = torch.Generator().manual_seed(stride * 10 + padding)
     x = (torch.rand(3, 4, size, size, generator=gen) < SPIKE_RATE).to(F64)
     w = torch.randn(5, 4, 3, 3, generator=gen, dtype=F64)
     b = torch.randn(5, generator=gen, dtype=F64)
-    got, acc = event_conv(x, w, b, None, [stride] * 2, [padding] * 2, [dilation] * 2)
+    got, acc = event_conv(x, w, b, None, [stride] * 2, [padding] * 2, [dilation] * 2, method=method)
     ref = F.conv2d(x, w, b, stride, padding, dilation)
     torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
     taps = F.conv2d(x, torch.ones(1, 4, 3, 3, dtype=F64), None, stride, padding, dilation)
     assert acc == int(taps.sum()) * 5  # C_out per (event, tap reaching an output)
 
 
-def test_event_linear_matches_linear() -> None:
+@pytest.mark.parametrize("method", ["csr", "scatter"])
+def test_event_linear_matches_linear(method: str) -> None:
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(6, 30, generator=gen) < SPIKE_RATE).to(F64)
     w, b = torch.randn(7, 30, generator=gen, dtype=F64), torch.randn(7, generator=gen, dtype=F64)
-    got, acc = event_linear(x, w, b)
+    got, acc = event_linear(x, w, b, method=method)
     torch.testing.assert_close(got, F.linear(x, w, b), rtol=0, atol=TOL)
     assert acc == int(x.sum()) * 7
 

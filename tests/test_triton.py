@@ -85,3 +85,35 @@ def test_triton_on_cuda_and_registered() -> None:
     assert BACKENDS["triton"] is triton_sequence
     assert resolve_backend("auto", torch.device("cuda")) is triton_sequence
     compare("cuda", steps_options=(1, 3, 8))
+
+
+def test_kernel_failure_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that fails to build (e.g. an unsupported GPU) must not break training."""
+    from spikeforge.neurons import triton_backend
+
+    class Broken:
+        def __getitem__(self, grid: object) -> object:
+            def launch(*args: object, **kwargs: object) -> None:
+                raise RuntimeError("no kernel for this device")
+            return launch
+
+    monkeypatch.setattr(triton_backend, "_forward_kernel", Broken())
+    monkeypatch.setattr(triton_backend, "_backward_kernel", Broken())
+    monkeypatch.setattr(triton_backend, "_broken", False)
+    w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    p = lif_params(1.0 + torch.exp(-w), True, 1.0, 0.0, False, Sigmoid(4.0))
+    x = torch.randn(5, 2, 9, dtype=torch.float64) + 1.0
+    grads = []
+    with pytest.warns(RuntimeWarning, match="triton backend failed"):
+        for fn in (neuron_sequence, triton_backend._TritonSequence.apply):
+            xi = x.clone().requires_grad_()
+            if fn is neuron_sequence:
+                s, v = fn(xi, p, None)
+            else:
+                v0 = torch.zeros(2, 9, dtype=torch.float64)
+                s, v = fn(xi, v0, triton_backend._coefs(p, xi), p)
+            grads.append((s.detach(), *torch.autograd.grad((s * x).sum() + v.sum(), (xi, w))))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1:], grads[1][1:], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert triton_backend._broken

@@ -44,8 +44,7 @@ A second, event-driven view is reported alongside (what an exactly reparameteriz
 see :mod:`spikeforge.reparam`): binary and integer inputs are counted as ``plane_sops`` at
 ``E_AC`` (``event_sops``), only analog inputs as dense MACs (``event_macs``), giving
 ``event_energy_pj``. For a pure SNN of binary spikes and average pools ``event_sops == sops``.
-The hybrid site policy budgets
-``event_sops``.
+The hybrid site policy budgets ``event_sops``.
 
 Energy per operation (``EnergyModel``): E_AC = 0.9 pJ (32-bit float add), E_MAC = 4.6 pJ
 (32-bit float multiply 3.7 pJ + add 0.9 pJ), 45 nm CMOS, M. Horowitz, "Computing's energy

@@ -10,7 +10,7 @@ HELP = "train a model from a recipe into a run directory"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="packaged recipe name (see `spikeforge recipes`) or a TOML file")
-    p.add_argument("--data", default=None, help="dataset folder (default: the recipe's data.root or ../shared/data/...)")
+    p.add_argument("--data", default=None, help="dataset folder (default: data.root or ../shared/data/...)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe name>)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

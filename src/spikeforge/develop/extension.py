@@ -178,6 +178,9 @@ class DevelopExtension:
         if cfg.widths:
             resize(model, cfg.widths)
         names = in_model_order(model, list(cfg.layers) or default_layers(recipe.model.name, model))
+        unknown = sorted(set(cfg.initial_rates) - set(names))
+        if unknown:
+            raise ValueError(f"develop.initial_rates names layers that are not pruned: {unknown}; pruned: {names}")
         bn_of = equip(model, names)
         model.to(device)
         rates = {n: initial_rate(cfg, n, model.get_submodule(n)) for n in names}

@@ -36,14 +36,19 @@ def forward_eager(x_seq: torch.Tensor, v0: torch.Tensor, a: Coef, b: Coef, c: Co
             h.add_(x_t)
         if has_bias:
             h.add_(c)
-        if spec.v_reset is None:
-            torch.ge(h, spec.threshold, out=s)
-            v = torch.sub(h, s, alpha=spec.threshold)
-        else:
-            fired = torch.ge(h, spec.threshold)
-            s.copy_(fired)
-            v = h.masked_fill(fired, spec.v_reset)
+        torch.ge(h, spec.threshold, out=s)  # straight to float: bool tensors are slow on CPU
+        v = post_reset(h, s, spec)
     return spikes, hs, v
+
+
+def post_reset(h: torch.Tensor, s: torch.Tensor, spec: Spec) -> torch.Tensor:
+    """``v`` from ``h`` and the 0/1 float spikes ``s`` with float arithmetic only; equal in value
+    to the reference's ``h − θ s`` and ``h (1 − s) + v_r s`` (every product with s is exact)."""
+    if spec.v_reset is None:
+        return torch.sub(h, s, alpha=spec.threshold)
+    if spec.v_reset == 0.0:
+        return torch.addcmul(h, h, s, value=-1.0)  # h − h·s: exactly 0 where s = 1
+    return torch.mul(h, torch.rsub(s, 1.0)).add_(s, alpha=spec.v_reset)
 
 
 def backward_eager(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: torch.Tensor | None,
@@ -55,6 +60,7 @@ def backward_eager(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: to
     theta, v_r = spec.threshold, spec.v_reset
     grad_x = torch.empty_like(hs)
     z = torch.empty_like(hs[0])
+    keep = torch.empty_like(hs[0])
     g = grad_vT
     acc_a = acc_b = acc_c = None
     for t in range(hs.shape[0] - 1, -1, -1):
@@ -68,10 +74,14 @@ def backward_eager(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: to
                 else:
                     gh.addcmul_(sg.mul(-theta).add_(1.0), g)
             else:
-                keep = torch.lt(z, 0).to(h.dtype)  # 1 − s
+                torch.lt(z, 0, out=keep)  # 1 − s, as a float
                 gh.addcmul_(keep if spec.detach_reset else sg.mul(torch.rsub(h, v_r)).add_(keep), g)
         if need_a and v0 is not None:
-            v_prev = v0 if t == 0 else _post_reset(hs[t - 1], spec)
+            if t == 0:
+                v_prev = v0
+            else:
+                h_prev = hs[t - 1]
+                v_prev = post_reset(h_prev, torch.ge(h_prev, theta, out=z), spec)
             acc_a = gh * v_prev if acc_a is None else acc_a.addcmul_(gh, v_prev)
         if need_b and x_seq is not None:
             acc_b = gh * x_seq[t] if acc_b is None else acc_b.addcmul_(gh, x_seq[t])
@@ -88,10 +98,3 @@ def backward_eager(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: to
             None if acc_a is None else acc_a.sum(),
             None if acc_b is None else acc_b.sum(),
             None if acc_c is None else acc_c.sum())
-
-
-def _post_reset(h: torch.Tensor, spec: Spec) -> torch.Tensor:
-    fired = h >= spec.threshold
-    if spec.v_reset is None:
-        return torch.where(fired, h - spec.threshold, h)
-    return h.masked_fill(fired, spec.v_reset)

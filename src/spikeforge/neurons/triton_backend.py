@@ -14,7 +14,9 @@ back to the ``fused`` backend. The kernels also run on CPU tensors under Triton'
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -24,6 +26,8 @@ from torch.autograd.function import once_differentiable
 
 from .functional import NeuronParams
 from .fused import fused_sequence
+from .fused_eager import backward_eager, forward_eager
+from .fused_spec import Spec
 from .surrogate import Atan, Rectangle, Sigmoid, Triangle
 
 BLOCK = 1024
@@ -141,6 +145,27 @@ def _constants(p: NeuronParams, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(vals, dtype=like.dtype, device=like.device)
 
 
+_broken = False
+
+
+def _disable(err: Exception) -> None:
+    """After a kernel build/launch failure: warn once and route later calls to ``fused``."""
+    global _broken
+    if not _broken:
+        warnings.warn(f"spikeforge triton backend failed ({type(err).__name__}: {err}); "
+                      "using the fused backend instead", RuntimeWarning, stacklevel=4)
+    _broken = True
+
+
+def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _spec(p: NeuronParams) -> Spec:
+    return Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
+                p.surrogate)
+
+
 class _TritonSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, coefs: torch.Tensor,  # type: ignore[override]
@@ -149,8 +174,13 @@ class _TritonSequence(torch.autograd.Function):
         spikes, hs, v_T = torch.empty_like(x_seq), torch.empty_like(x_seq), torch.empty_like(v0)
         hard = p.v_reset is not None
         grid = (triton.cdiv(n, BLOCK),)
-        _forward_kernel[grid](x_seq, v0, coefs, _constants(p, x_seq), spikes, hs, v_T, n, steps,
-                              HARD=hard, BLOCK=BLOCK)
+        try:
+            with _on_device(x_seq):
+                _forward_kernel[grid](x_seq, v0, coefs, _constants(p, x_seq), spikes, hs, v_T, n, steps,
+                                      HARD=hard, BLOCK=BLOCK)
+        except Exception as err:  # noqa: BLE001 - a kernel that fails to build must not stop training
+            _disable(err)
+            spikes, hs, v_T = forward_eager(x_seq, v0, coefs[0], coefs[1], coefs[2], _spec(p))
         ctx.p = p
         ctx.save_for_backward(x_seq if coefs.requires_grad else None, v0, coefs, hs)
         return spikes, v_T
@@ -169,9 +199,18 @@ class _TritonSequence(torch.autograd.Function):
         grad_x, grad_v0 = torch.empty_like(hs), torch.empty_like(v0)
         parts = torch.zeros(3, grid[0], device=hs.device, dtype=hs.dtype)
         x_arg = hs if x_seq is None else x_seq  # x is read only for the coefficient gradients
-        _backward_kernel[grid](grad_s, grad_vT, hs, x_arg, v0, coefs, _constants(p, hs), grad_x, grad_v0,
-                               parts, n, steps, HARD=p.v_reset is not None, DETACH=p.detach_reset,
-                               SURR=SURROGATE_IDS[type(p.surrogate)], NEED_COEF=need_coef, BLOCK=BLOCK)
+        try:
+            with _on_device(hs):
+                _backward_kernel[grid](grad_s, grad_vT, hs, x_arg, v0, coefs, _constants(p, hs), grad_x,
+                                       grad_v0, parts, n, steps, HARD=p.v_reset is not None,
+                                       DETACH=p.detach_reset, SURR=SURROGATE_IDS[type(p.surrogate)],
+                                       NEED_COEF=need_coef, BLOCK=BLOCK)
+        except Exception as err:  # noqa: BLE001 - same state, so the eager BPTT can take over
+            _disable(err)
+            grad_x, grad_v0, ga, gb, gc = backward_eager(grad_s, grad_vT, x_seq, hs, v0, coefs[0], coefs[1],
+                                                         _spec(p), need_coef, need_coef, need_coef)
+            grad_coefs = torch.stack([ga, gb, gc]) if need_coef else None  # type: ignore[list-item]
+            return grad_x, grad_v0, grad_coefs, None
         grad_coefs = parts.sum(dim=1) if need_coef else None
         return grad_x, grad_v0, grad_coefs, None
 
@@ -184,7 +223,7 @@ def _supported(p: NeuronParams) -> bool:
 def triton_sequence(x_seq: torch.Tensor, p: NeuronParams,
                     v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Backend ``triton``: same contract and numerics as ``neuron_sequence`` (up to FMA rounding)."""
-    if x_seq.dim() < 1 or x_seq.shape[0] == 0 or not _supported(p) or x_seq.dtype not in (
+    if _broken or x_seq.dim() < 1 or x_seq.shape[0] == 0 or not _supported(p) or x_seq.dtype not in (
             torch.float32, torch.float64):
         return fused_sequence(x_seq, p, v0)
     x_seq = x_seq.contiguous()

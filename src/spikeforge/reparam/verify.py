@@ -135,6 +135,18 @@ def _count_mismatches(tally: _Tally, hybrid_sites: dict[str, torch.Tensor], reco
         tally.mismatches[name] = tally.mismatches.get(name, 0) + int((got != y).sum())
 
 
+def _keep_pool_outputs(models: list[nn.Module], keep: list[torch.Tensor]) -> list[Any]:
+    """Hold every pooling output until the batch ends.
+
+    :class:`spikeforge.energy.OpsCounter` recognises pooled tensors by storage address; keeping
+    them alive stops a later tensor of the same forward pass from reusing a freed address and
+    being mistaken for a pooled one.
+    """
+    pools = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d)
+    return [m.register_forward_hook(lambda _m, _i, y: keep.append(y))
+            for model in models for m in model.modules() if isinstance(m, pools)]
+
+
 def _energy_entry(rep: OpsReport, view: str = "") -> dict[str, float]:
     if view == "event":
         return {"sops": rep.event_sops, "macs": rep.event_macs, "energy_pj": rep.event_energy_pj}
@@ -150,6 +162,8 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
     converted = ConvertedModel(graph).to(device)
     tally = _Tally()
     site_out, handles = _site_outputs(hybrid)
+    alive: list[torch.Tensor] = []
+    handles += _keep_pool_outputs([hybrid] + ([snn] if snn is not None else []), alive)
     counters = [OpsCounter(hybrid, energy), OpsCounter(converted, energy)]
     if snn is not None:
         counters.append(OpsCounter(snn, energy))
@@ -177,6 +191,7 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
                     tally.correct["snn"] += int((snn(xh).mean(0).argmax(-1) == y).sum())
             elif snn is not None:
                 snn(xh)
+            alive.clear()
     finally:
         mon.__exit__()
         for c in counters:

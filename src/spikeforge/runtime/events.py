@@ -6,8 +6,12 @@ For a synaptic node reading a binary tensor ``b`` (one sample and step: ``b ∈ 
     conv:    y[:, oy, ox] = bias (+ bias_map) + Σ_{(c, y, x) : b = 1} Σ_{taps (i, j)} W[:, c, i, j]
              where oy·s − p + i·d = y and ox·s − p + j·d = x (the output the tap reaches)
 
-Events are gathered once (``nonzero``), and each tap of the kernel is one vectorised
-scatter-add (``index_add_``) of weight rows at the outputs the events reach. The runtime counts
+Events are gathered once (``nonzero``). Conv: every (event, tap) pair landing inside the
+output names one output position and one weight row ``W[:, c, i, j]``; linear: every event names
+one sample and one weight row ``W[:, i]``. ``method="csr"`` (default) holds these pairs in a
+sparse matrix with values 1 and multiplies it by the weight table (a sparse product that only
+sums the selected rows); ``method="scatter"`` gathers the rows and scatter-adds them
+(``index_add_``). Both sum exactly the same rows. The runtime counts
 the accumulations it performs: ``C_out`` per (event, tap) pair that lands inside the output
 (a linear layer: ``C_out`` per event) — the definition of SOPs used by
 :mod:`spikeforge.energy`, so the counts equal the verifier's. A layer whose input is not binary
@@ -17,6 +21,7 @@ the accumulations it performs: ``C_out`` per (event, tap) pair that lands inside
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +40,7 @@ class LayerCount:
     name: str
     accumulations: int = 0  # event-driven adds of weight values (binary input)
     macs: int = 0  # dense multiply-accumulates (analog input)
+    dense_macs: int = 0  # what a dense implementation of this layer would multiply-accumulate
     events: int = 0  # input spikes processed
     inputs: int = 0  # input elements (events + silent ones)
 
@@ -64,53 +70,108 @@ def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def event_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-    """``x [N, F]`` binary → ``(x·Wᵀ + bias, accumulations)`` by summing active columns."""
-    n_idx, f_idx = x.nonzero(as_tuple=True)
-    out = torch.zeros(x.shape[0], w.shape[0], dtype=w.dtype, device=w.device)
-    out.index_add_(0, n_idx, w.t()[f_idx])
+def event_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
+                 w_t: torch.Tensor | None = None, method: str = "csr") -> tuple[torch.Tensor, int]:
+    """``x [N, F]`` binary → ``(x·Wᵀ + bias, accumulations)`` by summing the active inputs' weights.
+
+    ``w_t`` is ``Wᵀ`` contiguous (``[F, O]``: one weight row per input), computed if not given.
+    ``method``: ``"scatter"`` gathers the rows of the events and scatter-adds them per sample;
+    ``"csr"`` stores the events as a compressed sparse row matrix (indices of the active inputs
+    per sample, values 1) and lets the sparse-dense product sum the same rows. Both add exactly
+    ``nnz(x)·O`` weights.
+    """
+    w_t = w.t().contiguous() if w_t is None else w_t
+    if method == "csr":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            out = x.to_sparse_csr() @ w_t
+        nnz = int((x != 0).sum())
+    elif method == "scatter":
+        n_idx, f_idx = x.nonzero(as_tuple=True)
+        out = torch.zeros(x.shape[0], w.shape[0], dtype=w.dtype, device=w.device)
+        out.index_add_(0, n_idx, w_t[f_idx])
+        nnz = int(f_idx.numel())
+    else:
+        raise ValueError(f"event_linear method must be 'csr' or 'scatter', got {method!r}")
     if bias is not None:
         out = out + bias
-    return out, int(f_idx.numel()) * w.shape[0]
+    return out, nnz * w.shape[0]
+
+
+def _conv_targets(x: torch.Tensor, kh: int, kw: int, stride: list[int], padding: list[int],
+                  dilation: list[int], ho: int, wo: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every (event, tap) pair landing inside the output: its output row and weight row.
+
+    Output row ``(n·Ho + oy)·Wo + ox``; weight row ``(i·kW + j)·C + c`` of ``W`` laid out as
+    ``[kH·kW·C, O]``. A tap ``(i, j)`` of an event at ``(y, x)`` reaches ``oy = (y + p − i·d)/s``
+    when that is an integer in ``[0, Ho)`` (same for x).
+    """
+    c = x.shape[1]
+    b_idx, c_idx, y_idx, x_idx = x.nonzero(as_tuple=True)
+    dev = x.device
+    ti = torch.arange(kh, device=dev).repeat_interleave(kw)[:, None]  # [K, 1]
+    tj = torch.arange(kw, device=dev).repeat(kh)[:, None]
+    ny = y_idx[None] + padding[0] - ti * dilation[0]  # [K, E]
+    nx = x_idx[None] + padding[1] - tj * dilation[1]
+    oy = torch.div(ny, stride[0], rounding_mode="floor")
+    ox = torch.div(nx, stride[1], rounding_mode="floor")
+    valid = (ny % stride[0] == 0) & (nx % stride[1] == 0) & (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
+    rows = ((b_idx[None] * ho + oy) * wo + ox)[valid]
+    cols = ((ti * kw + tj) * c + c_idx[None])[valid]
+    return rows, cols
 
 
 def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias_map: torch.Tensor | None,
-               stride: list[int], padding: list[int], dilation: list[int]) -> tuple[torch.Tensor, int]:
-    """``x [N, C, H, W]`` binary → ``(conv2d(x, W) + bias [+ bias_map], accumulations)``."""
-    n, _, h, wd = x.shape
+               stride: list[int], padding: list[int], dilation: list[int],
+               taps: torch.Tensor | None = None, method: str = "csr") -> tuple[torch.Tensor, int]:
+    """``x [N, C, H, W]`` binary → ``(conv2d(x, W) + bias [+ bias_map], accumulations)``.
+
+    ``taps`` is ``W`` as ``[kH, kW, C, O]`` contiguous (one weight row per tap and input
+    channel), computed if not given. Every (event, tap) pair that lands inside the output adds
+    one weight row (``O`` values) to one output position. ``method``: ``"scatter"`` scatter-adds
+    the rows (``index_add_``); ``"csr"`` puts the pairs in a sparse matrix ``S`` (output position ×
+    weight row, values 1; distinct events never share an entry) and computes ``S·W``, the same sums.
+    """
+    n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
+    taps = w.permute(2, 3, 1, 0).contiguous() if taps is None else taps
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    b_idx, c_idx, y_idx, x_idx = x.nonzero(as_tuple=True)
-    out = torch.zeros(n * ho * wo, o, dtype=w.dtype, device=w.device)
-    count = 0
-    for i in range(kh):
-        ny = y_idx + padding[0] - i * dilation[0]
-        oy = torch.div(ny, stride[0], rounding_mode="floor")
-        vy = (ny % stride[0] == 0) & (oy >= 0) & (oy < ho)
-        for j in range(kw):
-            nx = x_idx + padding[1] - j * dilation[1]
-            ox = torch.div(nx, stride[1], rounding_mode="floor")
-            valid = vy & (nx % stride[1] == 0) & (ox >= 0) & (ox < wo)
-            if not bool(valid.any()):
-                continue
-            rows = (b_idx[valid] * ho + oy[valid]) * wo + ox[valid]
-            out.index_add_(0, rows, w[:, :, i, j].t()[c_idx[valid]])
-            count += int(valid.sum()) * o
+    rows, cols = _conv_targets(x, kh, kw, stride, padding, dilation, ho, wo)
+    table = taps.reshape(kh * kw * c, o)
+    if method == "csr":
+        ones = torch.ones(rows.numel(), dtype=w.dtype, device=w.device)
+        pairs = torch.sparse_coo_tensor(torch.stack([rows, cols]), ones, (n * ho * wo, kh * kw * c))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            out = pairs.coalesce().to_sparse_csr() @ table
+    elif method == "scatter":
+        out = torch.zeros(n * ho * wo, o, dtype=w.dtype, device=w.device)
+        out.index_add_(0, rows, table[cols])
+    else:
+        raise ValueError(f"event_conv method must be 'csr' or 'scatter', got {method!r}")
     y = out.reshape(n, ho, wo, o).permute(0, 3, 1, 2)
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
     if bias_map is not None:
         y = y + bias_map
-    return y.contiguous(), count
+    return y.contiguous(), int(rows.numel()) * o
 
 
 class EventRuntime:
     """Runs a :class:`ConvertedGraph` event by event, in float64, on the graph tensors' device."""
 
-    def __init__(self, graph: ConvertedGraph, device: str | torch.device | None = None) -> None:
+    def __init__(self, graph: ConvertedGraph, device: str | torch.device | None = None,
+                 method: str = "csr") -> None:
         self.graph = graph
+        self.method = method
         self.device = torch.device(device) if device is not None else None
+        self._rows: dict[str, torch.Tensor] = {}  # per synaptic node: weights laid out one row per input
+
+    def _weight_rows(self, node: Node, w: torch.Tensor) -> torch.Tensor:
+        if node.name not in self._rows:
+            self._rows[node.name] = (w.t() if node.op == "linear" else w.permute(2, 3, 1, 0)).contiguous()
+        return self._rows[node.name]
 
     def _t(self, node: Node, key: str) -> torch.Tensor | None:
         t = node.tensors.get(key)
@@ -133,17 +194,20 @@ class EventRuntime:
         if not _is_binary(flat):  # analog input: dense, multiply-accumulate
             if node.op == "linear":
                 y = F.linear(flat, w, bias)
-                count.macs += y.numel() * w.shape[1]
             else:
                 y = F.conv2d(flat, w, bias, a["stride"], a["padding"], a["dilation"])
                 y = y if bias_map is None else y + bias_map
-                count.macs += y.numel() * w[0].numel()
+            count.macs += y.numel() * w[0].numel()
+            count.dense_macs += y.numel() * w[0].numel()
             return y.unflatten(0, (t, b))
+        rows = self._weight_rows(node, w)
         if node.op == "linear":
-            y, acc = event_linear(flat, w, bias)
+            y, acc = event_linear(flat, w, bias, rows, self.method)
         else:
-            y, acc = event_conv(flat, w, bias, bias_map, a["stride"], a["padding"], a["dilation"])
+            y, acc = event_conv(flat, w, bias, bias_map, a["stride"], a["padding"], a["dilation"], rows,
+                                self.method)
         count.accumulations += acc
+        count.dense_macs += y.numel() * w[0].numel()
         return y.unflatten(0, (t, b))
 
     @torch.no_grad()

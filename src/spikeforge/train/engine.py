@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..data import load_dataset
 from ..data.augment import BatchAugment
-from ..data.base import ArrayDataset, DataSplits, DatasetInfo
+from ..data.base import ArrayDataset, DatasetInfo, DataSplits
 from ..data.config import DataConfig
 from ..data.encode import prepare_batch
 from ..data.loader import iterate_batches
@@ -156,6 +156,8 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     # the dataset decides the input geometry; the resolved recipe records it
     recipe.model.num_classes, recipe.model.in_channels = info.num_classes, info.in_channels
     recipe.model.input_size = info.input_size
+    if info.mean and not recipe.data.mean:  # freeze the normalisation in the resolved recipe
+        recipe.data.mean, recipe.data.std = list(info.mean), list(info.std)
     if resume and not (run_dir / OPTIM_META).is_file():
         raise FileNotFoundError(f"--resume: {run_dir / OPTIM_META} not found (nothing to resume)")
     if not resume and (run_dir / METRICS).exists():
