@@ -2,7 +2,7 @@
 
 An FC-heavy spiking model (an MLP ``784 → H → H → 10``, or SD-SNN's convnet with ``--model sdsnn``)
 is converted (:func:`spikeforge.reparam.convert_model`) and fed synthetic Bernoulli spike inputs
-at rate ``r``; every neuron threshold is then set to the ``(1 − r)`` quantile of its membrane
+at rate ``r``; every neuron threshold is then set just above the ``(1 − r)`` quantile of its membrane
 input on a calibration batch, so hidden layers fire at roughly ``r`` too. For each rate the
 script times ``ConvertedModel`` (dense float64 conv/matmul) and ``EventRuntime`` (scatter of
 active inputs' weights, float64), checks they agree (≤ 1e-9) and prints a markdown table.
@@ -56,7 +56,8 @@ def set_rates(graph: ConvertedGraph, x: torch.Tensor, rate: float) -> None:
         rec: dict[str, torch.Tensor] = {}
         ConvertedModel(graph)(x, rec)
         h = rec[n.inputs[0]][0].flatten()
-        n.attrs["threshold"] = max(float(h.quantile(1.0 - rate)), 1e-6)
+        q = h.quantile(1.0 - rate)
+        n.attrs["threshold"] = max(float(torch.nextafter(q, q + 1.0)), 1e-6)  # ties stay silent
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001

@@ -39,6 +39,11 @@ def small_sdsnn(neuron: NeuronConfig) -> Net:
     return sdsnn_convnet(num_classes=4, in_channels=1, input_size=12, width=0.3, neuron=neuron)
 
 
+def small_sdsnn_spiking_out(neuron: NeuronConfig) -> Net:
+    return sdsnn_convnet(num_classes=4, in_channels=1, input_size=12, width=0.3, neuron=neuron,
+                         spiking_output=True)
+
+
 def small_resnet19(neuron: NeuronConfig, style: str) -> Net:
     return resnet19(num_classes=5, in_channels=3, width=1 / 32, neuron=neuron, residual=style)
 
@@ -53,6 +58,7 @@ FACTORIES: dict[str, tuple[Callable[[NeuronConfig], Net], tuple[int, ...]]] = {
     "convnet_avg": (lambda n: small_convnet(n, "avg"), (2, 8, 8)),
     "convnet_max": (lambda n: small_convnet(n, "max"), (2, 8, 8)),
     "sdsnn": (small_sdsnn, (1, 12, 12)),
+    "sdsnn_out": (small_sdsnn_spiking_out, (1, 12, 12)),
     "resnet19_standard": (lambda n: small_resnet19(n, "standard"), (3, 8, 8)),
     "resnet19_sew": (lambda n: small_resnet19(n, "sew"), (3, 8, 8)),
     "resnet19_ms": (lambda n: small_resnet19(n, "ms"), (3, 8, 8)),

@@ -25,6 +25,7 @@ def _recipe(sites: str = "last:2", levels: int = 7, **hybrid: float | int) -> Re
     r.data.time_steps = T
     r.data.encoding = "direct"
     r.train.seed = 3
+    r.model.neuron.backend = "reference"
     return r
 
 

@@ -30,6 +30,7 @@ CASES = [
     ("convnet_max", "lif_hard", "every2"),
     ("sdsnn", "if_soft", "every2"),
     ("sdsnn", "plif_hard", "none"),
+    ("sdsnn_out", "lif_hard", "all"),  # the output itself is a SpikingReLU: logits s·q
     ("resnet19_standard", "lif_hard", "every2"),
     ("resnet19_sew", "if_soft", "every2"),
     ("resnet19_sew", "lif_hard", "all"),

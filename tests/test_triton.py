@@ -112,7 +112,7 @@ def test_kernel_failure_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> 
             else:
                 v0 = torch.zeros(2, 9, dtype=torch.float64)
                 s, v = fn(xi, v0, triton_backend._coefs(p, xi), p)
-            grads.append((s.detach(), *torch.autograd.grad((s * x).sum() + v.sum(), (xi, w))))
+            grads.append((s.detach(), *torch.autograd.grad((s * x).sum() + v.sum(), (xi, w), retain_graph=True)))
     assert torch.equal(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1:], grads[1][1:], strict=True):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)

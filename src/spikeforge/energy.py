@@ -11,7 +11,9 @@ measure, per layer and per sample (averaged over the batch):
   spikes (``c = 1``), sums of spikes (SEW residuals, event-count frames: ``c = 1``) or their
   average pools (``c`` = the pooling window, tracked from the pool's input by forward hooks on
   ``nn.AvgPool2d`` / ``nn.AdaptiveAvgPool2d``; pooling commutes with the next linear map, so an
-  event-driven implementation delivers each pre-pool spike to the pooled position's targets);
+  event-driven implementation delivers each pre-pool spike to the pooled position's targets;
+  a pooled tensor and its views are recognised by ``(data_ptr, numel)``, and the counter keeps
+  it alive until the next forward pass so no other tensor can reuse its address);
 - ``sops``: the accumulates an event-driven implementation performs, summed over the T steps,
   ``Σ_i n_i · fan-out(i)`` with ``n_i`` the spike count of input element ``i`` (for inputs that
   are not spike counts: ``Σ_{non-zero i} fan-out(i)``, events carrying values). For a conv
@@ -288,6 +290,7 @@ class OpsCounter:
         self._spikes: dict[str, bool] = {}
         self._pool_scale: dict[tuple[int, int], float] = {}  # pooled-spike tensors -> window size
         self._pool_planes: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}  # pooled plane events
+        self._alive: list[torch.Tensor] = []  # tagged pool outputs, kept so no tensor reuses their address
         self.pools = [m for m in model.modules() if isinstance(m, POOLS)]
         self._planes: dict[str, int] = {}
         self._site_acc: dict[str, list[float]] = {n: [0.0, 0.0] for n in self.sites}
@@ -325,6 +328,7 @@ class OpsCounter:
         window = pool_window(pool, x, out)
         if window is None:
             return
+        self._alive.append(out)
         scale = self._pool_scale.get(_key(x), 1.0)
         if spike_counts(x, scale, self.cfg.integer_tolerance) is not None:
             self._pool_scale[_key(out)] = scale * window
@@ -354,6 +358,7 @@ class OpsCounter:
         self.samples += b
         self._pool_scale.clear()
         self._pool_planes.clear()
+        self._alive.clear()
 
     def __enter__(self) -> OpsCounter:
         self._handles = [self.model.register_forward_pre_hook(self._model_pre_hook)]
@@ -368,6 +373,7 @@ class OpsCounter:
         self._handles = []
         self._pool_scale.clear()
         self._pool_planes.clear()
+        self._alive.clear()
 
     def report(self) -> OpsReport:
         if not self.samples:

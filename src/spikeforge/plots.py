@@ -62,7 +62,7 @@ def plot_training(run_dir: str | Path) -> Path:
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Every plot that applies to the run (training curves; structural development if present)."""
     paths = [plot_training(run_dir)]
-    if any("pruning_rate" in r for r in read_metrics(run_dir)):
+    if any(k.endswith("pruning_rate") for r in read_metrics(run_dir) for k in r):
         from .develop.plot import plot_development
 
         paths.append(plot_development(run_dir))

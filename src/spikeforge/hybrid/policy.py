@@ -181,14 +181,16 @@ class Trial:
 
 @dataclass
 class AutoResult:
-    sites: list[str]
+    sites: list[str]  # model order
     base: Trial
     budget_sops: float
-    rounds: list[list[dict[str, Any]]] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # the sites in the order they were picked
+    rounds: list[list[dict[str, Any]]] = field(default_factory=list)  # every candidate of every round
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sites": self.sites, "base_loss": self.base.loss, "base_accuracy": self.base.accuracy,
-                "base_sops": self.base.sops, "budget_sops": self.budget_sops, "rounds": self.rounds}
+        return {"sites": self.sites, "order": self.order, "base_loss": self.base.loss,
+                "base_accuracy": self.base.accuracy, "base_sops": self.base.sops, "budget_sops": self.budget_sops,
+                "rounds": self.rounds}
 
 
 def _fork_devices(model: nn.Module) -> list[int]:
@@ -236,7 +238,7 @@ def auto_select(model: nn.Module, spec: PolicySpec, levels: int, cal: Calibratio
     current = base
     limit = min(cfg.max_sites, len(names)) if cfg.max_sites > 0 else len(names)
     while len(result.sites) < limit:
-        best: tuple[float, Trial] | None = None
+        best: tuple[float, str, Trial] | None = None
         log = []
         for name in names:
             if name in result.sites:
@@ -250,11 +252,12 @@ def auto_select(model: nn.Module, spec: PolicySpec, levels: int, cal: Calibratio
             log.append({"site": name, "loss": trial.loss, "accuracy": trial.accuracy, "sops": trial.sops,
                         "benefit": benefit, "cost": cost, "ratio": ratio, "feasible": feasible})
             if feasible and (best is None or ratio > best[0]):
-                best = (ratio, trial)
+                best = (ratio, name, trial)
         result.rounds.append(log)
         if best is None:
             break
-        current = best[1]
+        _, picked, current = best
+        result.order.append(picked)
         result.sites = current.sites
     return result
 

@@ -89,4 +89,4 @@ class SpikingReLU(Site):
         return quantize_levels(x, self.step.abs().to(x.dtype), self.levels)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, step={float(self.step):.4g}"
+        return f"levels={self.levels}, step={self.step.detach().item():.4g}"

@@ -219,8 +219,11 @@ def _result(graph: ConvertedGraph, converted: ConvertedModel, tally: _Tally, cou
         "sops": rep_c.sops, "macs": rep_c.macs, "energy_pj": rep_c.energy_pj, "energy": energy,
         "energy_model": {"e_ac_pj": rep_c.energy.e_ac_pj, "e_mac_pj": rep_c.energy.e_mac_pj},
     }
+    per_layer = {"hybrid": rep_h.to_dict()["layers"]}
     if len(counters) > 2:
-        energy["snn"] = _energy_entry(counters[2].report())
+        rep_s = counters[2].report()
+        energy["snn"] = _energy_entry(rep_s)
+        per_layer["snn"] = rep_s.to_dict()["layers"]
     if tally.labelled:
         out["accuracy"] = tally.correct["converted"] / tally.labelled
         out["hybrid_accuracy"] = tally.correct["hybrid"] / tally.labelled
@@ -230,5 +233,6 @@ def _result(graph: ConvertedGraph, converted: ConvertedModel, tally: _Tally, cou
     out["layers"] = [{"name": names.get(lay.name, lay.name), "kind": lay.kind, "rate": lay.rate,
                       "binary": lay.binary, "macs_per_step": lay.macs, "sops": lay.sops,
                       "energy_pj": lay.energy_pj} for lay in rep_c.layers]
+    out["reference_layers"] = per_layer  # energy.py's per-layer counts of the hybrid and the SNN proxy
     out["exact"] = out["max_abs_logit_diff"] <= LOGIT_TOLERANCE and out["argmax_agreement"] == 1.0
     return out

@@ -141,7 +141,8 @@ def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias
     table = taps.reshape(kh * kw * c, o)
     if method == "csr":
         ones = torch.ones(rows.numel(), dtype=w.dtype, device=w.device)
-        pairs = torch.sparse_coo_tensor(torch.stack([rows, cols]), ones, (n * ho * wo, kh * kw * c))
+        pairs = torch.sparse_coo_tensor(torch.stack([rows, cols]), ones, (n * ho * wo, kh * kw * c),
+                                        check_invariants=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
             out = pairs.coalesce().to_sparse_csr() @ table
