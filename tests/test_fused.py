@@ -160,6 +160,21 @@ def test_per_element_coefficients_fall_back_to_reference() -> None:
     assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
 
 
+def test_channels_last_steps_keep_their_layout() -> None:
+    """[T, B, C, H, W] unfolded from a channels-last conv output is used without a copy."""
+    x = (torch.randn(4 * 3, 5, 6, 7).to(memory_format=torch.channels_last).unflatten(0, (4, 3)) + 0.6)
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    p = lif_params(2.0, v_reset=0.0)
+    s_ref, v_ref = neuron_sequence(xr, p)
+    s_fus, v_fus = fused_sequence(xf, p)
+    assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
+    assert s_fus.stride() == x.stride()
+    g = torch.randn_like(s_ref)
+    (s_ref * g).sum().backward()
+    (s_fus * g).sum().backward()
+    torch.testing.assert_close(xf.grad, xr.grad)
+
+
 def test_fused_saves_less_than_reference() -> None:
     """Saved-for-backward bytes: the fused node keeps one tensor (h) per step."""
     x = (torch.randn(8, 16, 64) + 0.5).requires_grad_()

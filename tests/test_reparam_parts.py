@@ -14,6 +14,7 @@ from spikeforge import layers as L
 from spikeforge.models.common import Net
 from spikeforge.neurons import NeuronConfig
 from spikeforge.reparam import (
+    Batch,
     ConvertedModel,
     InputSpec,
     UnsupportedModelError,
@@ -21,6 +22,7 @@ from spikeforge.reparam import (
     convert_model,
     load_graph,
     save_graph,
+    verify_models,
 )
 from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear
 from spikeforge.reparam.planes import from_planes, plane_count, to_planes
@@ -130,3 +132,15 @@ def test_unsupported_structures_raise() -> None:
         convert_model(bn_after_spikes, spec)
     with pytest.raises(UnsupportedModelError, match="real-valued"):
         convert_model(_net(("conv", L.Conv2d(2, 3, 3)), ("conv2", L.Conv2d(3, 3, 1))), spec)
+
+
+def test_verifier_reports_a_changed_spike() -> None:
+    """Perturb one neuron's threshold in the converted graph: the verifier must see the difference."""
+    model, shape = make_hybrid("sdsnn", "lif_hard", "every2")
+    graph = convert_model(model, InputSpec(shape, T))
+    x = random_input(shape, seed=12)
+    victim = next(n for n in graph.nodes if n.op == "neuron")
+    victim.attrs["threshold"] *= 1.5
+    res = verify_models(model, graph, [Batch(x, x)])
+    assert res["site_mismatches"][victim.name] > 0 and res["spike_flips"] > 0
+    assert res["max_abs_logit_diff"] > 1e-9 and not res["exact"]

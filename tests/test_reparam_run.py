@@ -25,14 +25,12 @@ TEST_SAMPLES = 48
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # only to calibrate the random model's steps
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("run")
+def _make_run(path: Path, encoding: str) -> Path:
     recipe = Recipe(name="tiny-hybrid",
                     model=ModelConfig(name="sdsnn_convnet", num_classes=10, in_channels=1, input_size=28,
                                       width=0.3,
                                       neuron=NeuronConfig(kind="lif", tau=2.0, threshold=0.5)),
-                    data=DataConfig(name="mnist-bundled", time_steps=3, test_limit=TEST_SAMPLES),
+                    data=DataConfig(name="mnist-bundled", time_steps=3, test_limit=TEST_SAMPLES, encoding=encoding),
                     hybrid=HybridConfig(sites=",".join(SITES), levels=LEVELS))
     torch.manual_seed(0)
     model = build_model(recipe.model)
@@ -42,6 +40,20 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     calibrate_steps(model.eval(), x)
     save_model(path, model, recipe, {"hybrid": {"sites": SITES, "levels": LEVELS, "policy": ",".join(SITES)}})
     return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_run(tmp_path_factory.mktemp("run"), "direct")
+
+
+def test_rate_encoding_same_draws(tmp_path: Path) -> None:
+    """A stochastic encoding: both models get the same spike draws; the first layer is then binary too."""
+    run = _make_run(tmp_path / "run", "rate")
+    convert_run(run, tmp_path / "conv")
+    res = verify(tmp_path / "conv", batch_size=16, limit=32, snn=False)
+    assert res["exact"] and res["binary_inputs"] and res["spike_flips"] == 0
+    assert all(lay["binary"] for lay in res["layers"]) and res["macs"] == 0.0
 
 
 def test_convert_and_verify_api(run_dir: Path, tmp_path: Path) -> None:

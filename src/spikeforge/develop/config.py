@@ -46,5 +46,9 @@ class DevelopConfig:
     regen_max_percentile: float = 99.0
     fc_regen_epochs: int = 11  # R: candidate streak that restores a synapse (reference: count > 10)
     conv_regen_epochs: int = 19  # R for conv kernels (reference: count > 18)
+    # ablation switches (all on = full SD-SNN); constraint-only = prune false
+    prune: bool = True  # neuronal pruning at the current rates (after 2C)
+    regenerate: bool = True  # synaptic regeneration (needs prune)
+    adaptive_rates: bool = True  # neurotrophic rate updates; false keeps every layer at its initial rate
     # set by `spikeforge compact`: kept output channels/units per layer of a compacted model
     widths: dict[str, int] = field(default_factory=dict)

@@ -125,14 +125,14 @@ class DevelopHook:
             for layer in layers.values():
                 project(layer)
                 remember(layer)
-        pruning = sched.pruning(epoch)
+        pruning = cfg.prune and sched.pruning(epoch)
         for n, layer in layers.items():
             restored, pruned = 0, []
             if pruning:
                 q0 = self._kind_value(layer, cfg.conv_regen_percentile, cfg.fc_regen_percentile)
                 q = threshold_percentile(q0, cfg.regen_growth, cfg.regen_max_percentile, sched.offset(epoch))
                 streak = int(self._kind_value(layer, cfg.conv_regen_epochs, cfg.fc_regen_epochs))
-                restored = regenerate(layer, q, sched.count(streak))
+                restored = regenerate(layer, q, sched.count(streak)) if cfg.regenerate else 0
                 pruned = prune_neurons(layer, self.rates[n])
             out[f"develop.{n}.synapses_regenerated"] = restored
             out[f"develop.{n}.neurons_pruned"] = len(pruned)
@@ -141,7 +141,7 @@ class DevelopHook:
         survivors = {n: surviving_neurons(layer, int(self._kind_value(layer, cfg.conv_min_inputs,
                                                                            cfg.fc_min_inputs)))
                      for n, layer in layers.items()}
-        if pruning:
+        if pruning and cfg.adaptive_rates:
             steps = sched.steps(epoch)
             for i, n in enumerate(self.names):
                 nxt = survivors[self.names[i + 1]] if i + 1 < len(self.names) else None

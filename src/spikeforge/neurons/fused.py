@@ -24,7 +24,8 @@ Two implementations of the loops compute the same thing:
 - :mod:`~spikeforge.neurons.fused_eager`: in-place eager loops, ~4 kernels per forward step;
 - :func:`forward_loop` / :func:`backward_loop` here: functional loops that ``torch.compile``
   (inductor) turns into one fused kernel each for the whole sequence — the fastest CPU path
-  measured (≈4–5× the reference loop's throughput for T = 8, B = 64, N = 4096).
+  measured (≈3–8× the reference loop's fwd+bwd throughput at T = 8, B = 64, N = 4096 in
+  short runs; see ``bench/neurons.py``).
 
 ``SPIKEFORGE_FUSED_COMPILE`` (or :func:`set_compile`) picks: ``on`` compiles at first use,
 ``off`` never compiles, ``auto`` (default) compiles once a signature has run
@@ -239,7 +240,7 @@ class _FusedSequence(torch.autograd.Function):
         x_seq, hs, v0 = ctx.saved_tensors
         a, b, c = ctx.coefs
         need_x, need_v0, need_a, need_b, need_c = ctx.needs_input_grad[:5]
-        grad_s = torch.zeros_like(hs) if grad_s is None else grad_s.contiguous()
+        grad_s = torch.zeros_like(hs) if grad_s is None else grad_s
         ca, cb = _as_coef(a, hs), _as_coef(b, hs)
         key = _signature(hs, ctx.spec, grad_vT is None, isinstance(ca, torch.Tensor),
                          isinstance(cb, torch.Tensor), need_a, need_b, need_c)
@@ -253,6 +254,16 @@ class _FusedSequence(torch.autograd.Function):
 
         return (gx if need_x else None, gv0 if need_v0 else None, coef_grad(ga, a), coef_grad(gb, b),
                 coef_grad(gc, c), None)
+
+
+CHANNELS_LAST_VIEW = (0, 1, 3, 4, 2)  # [T, B, C, H, W] -> [T, B, H, W, C]
+CHANNELS_FIRST_VIEW = (0, 1, 4, 2, 3)
+
+
+def channels_last_steps(x: torch.Tensor) -> bool:
+    """True when ``x [T, B, C, H, W]`` is T channels-last image batches stacked along T (what a
+    channels-last model's time-distributed conv produces): a permuted view of it is contiguous."""
+    return x.dim() == 5 and x.permute(*CHANNELS_LAST_VIEW).is_contiguous()
 
 
 def _scalar_like(value: Scalar) -> bool:
@@ -271,5 +282,9 @@ def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
     v0 = torch.full_like(x_seq[0], p.v_init) if v0 is None else v0.to(x_seq.dtype).expand_as(x_seq[0])
     spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
                 p.surrogate)
-    spikes, v_T = _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec)
-    return spikes, v_T
+    if x_seq.is_contiguous() or not channels_last_steps(x_seq):
+        return _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec)
+    # elementwise in time: run on the contiguous [T, B, H, W, C] view, hand back channels-last views
+    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW), v0.permute(0, 2, 3, 1),
+                                       p.decay, p.input_gain, p.bias, spec)
+    return spikes.permute(*CHANNELS_FIRST_VIEW), v_T.permute(0, 3, 1, 2)

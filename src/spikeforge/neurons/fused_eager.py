@@ -75,7 +75,12 @@ def backward_eager(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: to
                     gh.addcmul_(sg.mul(-theta).add_(1.0), g)
             else:
                 torch.lt(z, 0, out=keep)  # 1 − s, as a float
-                gh.addcmul_(keep if spec.detach_reset else sg.mul(torch.rsub(h, v_r)).add_(keep), g)
+                if not spec.detach_reset:  # Q = (1 − s) + σ' (v_r − h), in place in keep
+                    if v_r == 0.0:
+                        keep.addcmul_(sg, h, value=-1.0)
+                    else:
+                        keep.addcmul_(sg, torch.rsub(h, v_r))
+                gh.addcmul_(keep, g)
         if need_a and v0 is not None:
             if t == 0:
                 v_prev = v0

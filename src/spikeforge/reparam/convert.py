@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import layers as L
 from ..hybrid.spiking_relu import SpikingReLU
 from ..models import BasicBlock
 from ..models.common import Net
@@ -41,7 +42,7 @@ from .values import Term, Val
 
 INPUT_ENCODINGS = ("analog", "bitplane")
 PIXEL_MAX = 2**PIXEL_BITS - 1
-PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout)
+PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout, L.Dropout)  # identities in eval mode
 
 
 class UnsupportedModelError(ValueError):
@@ -170,7 +171,7 @@ class Converter:
             return val.with_pending(m)
         if isinstance(m, nn.MaxPool2d):
             return self.maxpool(m, val, path)
-        if isinstance(m, PASS_THROUGH) or type(m).__name__ == "Dropout":
+        if isinstance(m, PASS_THROUGH):
             return val
         raise UnsupportedModelError(f"{path}: module {type(m).__name__} is not supported by the converter "
                                     "(supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, "

@@ -8,6 +8,7 @@ they do any model: their input is the tensor the synaptic layer really reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,13 +81,22 @@ class ConvertedModel(nn.Module):
     def synapse(self, node: Node) -> nn.Module:
         return self.synapses[module_key(node.name)]
 
-    def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Run the graph; with ``record`` every node's output is stored in it by name."""
+    def forward(self, x: torch.Tensor,
+                on_output: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Run the graph; ``on_output(name, value)`` sees every node's output as it is computed.
+
+        Each intermediate tensor is released after its last reader, so memory holds only the
+        live part of the graph (pass ``on_output=record.__setitem__`` to keep everything).
+        """
         values: dict[str, torch.Tensor] = {}
-        for n in self.graph.nodes:
+        last = self.graph.last_uses()
+        for i, n in enumerate(self.graph.nodes):
             values[n.name] = self.run_node(n, x, values)
-            if record is not None:
-                record[n.name] = values[n.name]
+            if on_output is not None:
+                on_output(n.name, values[n.name])
+            for name in n.inputs:
+                if last[name] == i:
+                    values.pop(name, None)
         return values[self.graph.nodes[-1].name]
 
     def run_node(self, n: Node, x: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import layers as L
+
 F64 = torch.float64
 
 
@@ -122,4 +124,5 @@ def fold_pools_into_linear(weight: torch.Tensor, ops: list[nn.Module],
 
 
 def _is_flatten(op: nn.Module) -> bool:
-    return isinstance(op, nn.Flatten) or type(op).__name__ == "Flatten"
+    """spikeforge's time-distributed flatten (``torch.nn.Flatten`` would also fold the time axis)."""
+    return isinstance(op, L.Flatten)

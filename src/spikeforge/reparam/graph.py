@@ -86,6 +86,14 @@ class ConvertedGraph:
                 return n
         raise KeyError(name)
 
+    def last_uses(self) -> dict[str, int]:
+        """Index of the last node reading each node's output (the output node: its own index)."""
+        last = {n.name: i for i, n in enumerate(self.nodes)}
+        for i, n in enumerate(self.nodes):
+            for name in n.inputs:
+                last[name] = i
+        return last
+
     def synaptic(self) -> list[Node]:
         return [n for n in self.nodes if n.op in SYNAPTIC_OPS]
 

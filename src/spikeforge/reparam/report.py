@@ -38,6 +38,7 @@ def format_report(res: dict[str, Any]) -> str:
     lines += ["", "| converted layer | kind | input rate | binary | MACs/step | SOPs | energy (pJ) |",
               "|---|---|---:|---|---:|---:|---:|"]
     for lay in res["layers"]:
+        sops = f"{lay['sops']:.4g}" if lay["binary"] else "(dense: MACs)"
         lines.append(f"| {lay['name']} | {lay['kind']} | {lay['rate']:.4f} | {lay['binary']} | "
-                     f"{lay['macs_per_step']:.4g} | {lay['sops']:.4g} | {lay['energy_pj']:.4g} |")
+                     f"{lay['macs_per_step']:.4g} | {sops} | {lay['energy_pj']:.4g} |")
     return "\n".join(lines) + "\n"

@@ -37,6 +37,7 @@ from .graph import ConvertedGraph
 LOGIT_TOLERANCE = 1e-9
 F64 = torch.float64
 REFERENCE_BACKEND = "reference"
+LEVEL_DTYPE = torch.int32  # SpikingReLU levels stored for the comparison
 
 
 def prepare_hybrid(model: nn.Module) -> nn.Module:
@@ -119,20 +120,34 @@ class _Tally:
 
 
 def _site_outputs(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    """Hooks storing each site's output compactly: spikes as bool, SpikingReLU levels ``y/s`` as int."""
     out: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, y, n=n: out.__setitem__(n, y.detach()))
-               for n, m in neuron_sites(model).items()]
+
+    def hook(name: str, m: nn.Module):  # noqa: ANN202
+        def store(_m: nn.Module, _i: object, y: torch.Tensor) -> None:
+            if isinstance(m, SpikingReLU):
+                step = m.step.detach().abs().clamp(min=torch.finfo(m.step.dtype).tiny).to(y.dtype)
+                out[name] = torch.round(y.detach() / step).to(LEVEL_DTYPE)
+            else:
+                out[name] = y.detach() != 0
+        return store
+
+    handles = [m.register_forward_hook(hook(n, m)) for n, m in neuron_sites(model).items()]
     return out, handles
 
 
-def _count_mismatches(tally: _Tally, hybrid_sites: dict[str, torch.Tensor], record: dict[str, torch.Tensor],
-                      graph: ConvertedGraph) -> None:
-    for name, y in hybrid_sites.items():
-        if name not in record:
-            continue
-        node = graph.node(name)
-        got = record[name] * node.attrs["step"] if node.op == "quantize" else record[name]
-        tally.mismatches[name] = tally.mismatches.get(name, 0) + int((got != y).sum())
+def _mismatch_counter(tally: _Tally, hybrid_sites: dict[str, torch.Tensor],
+                      graph: ConvertedGraph):  # noqa: ANN202
+    """``on_output`` callback comparing each converted site node with the stored hybrid output."""
+    ops = {n.name: n.op for n in graph.nodes}
+
+    def compare(name: str, value: torch.Tensor) -> None:
+        ref = hybrid_sites.pop(name, None)
+        if ref is None or ops[name] not in ("neuron", "quantize"):
+            return
+        got = value.to(LEVEL_DTYPE) if ops[name] == "quantize" else value != 0
+        tally.mismatches[name] = tally.mismatches.get(name, 0) + int((got != ref).sum())
+    return compare
 
 
 def _keep_pool_outputs(models: list[nn.Module], keep: list[torch.Tensor]) -> list[Any]:
@@ -175,9 +190,8 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
         for batch in batches:
             xh, xc = batch.hybrid_input.to(device, F64), batch.converted_input.to(device, F64)
             yh = hybrid(xh)
-            record: dict[str, torch.Tensor] = {}
-            yc = converted(xc, record)
-            _count_mismatches(tally, site_out, record, graph)
+            yc = converted(xc, _mismatch_counter(tally, site_out, graph))
+            site_out.clear()
             tally.max_diff = max(tally.max_diff, float((yh - yc).abs().max()))
             ph, pc = yh.mean(0).argmax(-1), yc.mean(0).argmax(-1)
             tally.agree += int((ph == pc).sum())

@@ -214,11 +214,12 @@ class EventRuntime:
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:
         """``x [T, B, ...]`` (analog input, or integer pixels for a bitplane graph) → (output, counts)."""
-        if self.device is not None:
-            x = x.to(self.device)
+        device = self.device or next((t.device for n in self.graph.nodes for t in n.tensors.values()), x.device)
+        x = x.to(device)
         report = RuntimeReport(samples=int(x.shape[1]), time_steps=int(x.shape[0]))
         values: dict[str, torch.Tensor] = {}
-        for n in self.graph.nodes:
+        last = self.graph.last_uses()
+        for k, n in enumerate(self.graph.nodes):
             if n.op == "input":
                 values[n.name] = input_op(x, n.attrs, F64)
                 continue
@@ -229,6 +230,9 @@ class EventRuntime:
                 report.layers.append(count)
             else:
                 values[n.name] = run_elementwise(n.op, xs, n.attrs)
+            for name in n.inputs:
+                if last[name] == k:
+                    values.pop(name, None)
         return values[self.graph.nodes[-1].name], report
 
 
