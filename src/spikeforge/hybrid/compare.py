@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..plots import read_metrics
 from ..train.recipe import Recipe
 from .config import HybridConfig
 
@@ -42,11 +43,12 @@ def run_policy(base: Recipe, policy: str, out_dir: Path, data_root: str | Path |
     conv = res["energy"]["converted"]
     sites = json.loads((run_dir / "model.json").read_text())["extensions"].get("hybrid", {}).get("sites", [])
     return {"policy": policy, "sites": sites, "run_dir": str(run_dir), "converted_dir": str(conv_dir),
-            "hybrid_accuracy": record["test_accuracy"], "converted_accuracy": res["accuracy"],
+            "hybrid_accuracy": record["test_accuracy"], "hybrid_accuracy_f64": res["hybrid_accuracy"],
+            "converted_accuracy": res["accuracy"],
             "max_abs_logit_diff": res["max_abs_logit_diff"], "argmax_agreement": res["argmax_agreement"],
             "binary_inputs": res["binary_inputs"], "sops": conv["sops"], "macs": conv["macs"],
             "energy_uj": conv["energy_pj"] / 1e6, "ann_energy_uj": res["energy"]["ann"]["energy_pj"] / 1e6,
-            "train_time_s": record.get("epoch_time_s", 0.0)}
+            "train_time_s": sum(r["train_time_s"] for r in read_metrics(run_dir))}
 
 
 def compare_policies(base: Recipe, policies: list[str], out_dir: str | Path, data_root: str | Path | None = None,
@@ -60,12 +62,13 @@ def compare_policies(base: Recipe, policies: list[str], out_dir: str | Path, dat
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| policy | ReLU sites | hybrid acc % | converted acc % | max |Δlogit| | argmax agree | binary inputs "
-             "| SOPs/sample | MACs/sample | energy µJ/sample |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| policy | ReLU sites | hybrid acc % (float32, training run) | hybrid acc % (float64) | converted acc % "
+             "| max |Δlogit| | argmax agree | binary inputs | SOPs/sample | MACs/sample | energy µJ/sample |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['policy']} | {', '.join(r['sites']) or '—'} | {100 * r['hybrid_accuracy']:.2f} | "
-                     f"{100 * r['converted_accuracy']:.2f} | {r['max_abs_logit_diff']:.2e} | "
+                     f"{100 * r['hybrid_accuracy_f64']:.2f} | {100 * r['converted_accuracy']:.2f} | "
+                     f"{r['max_abs_logit_diff']:.2e} | "
                      f"{r['argmax_agreement']:.4f} | {r['binary_inputs']} | {r['sops']:.4g} | {r['macs']:.4g} | "
                      f"{r['energy_uj']:.4g} |")
     return "\n".join(lines)
