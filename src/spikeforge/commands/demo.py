@@ -7,7 +7,7 @@ import time
 
 HELP = "train a small SNN and its hybrid on the bundled MNIST subset, convert, verify, print the table"
 DEMO_RECIPE = "demo-mnist"
-DEMO_POLICIES = ("none", "last:1")
+DEMO_POLICIES = ("none", "first:1")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
