@@ -151,3 +151,20 @@ def test_bad_device_and_loss(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train(r, tmp_path / "run2", data_root=data, device="cuda", quiet=True)
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    """1 epoch + --resume to 3 equals 3 straight epochs, record for record (cosine lr with warm-up)."""
+    data = make_mnist(tmp_path / "mnist", 48, 16)
+    sets = [*TINY[1:], "model.width=0.25", "train.schedule.warmup_epochs=1", "train.optimizer.name=sgd",
+            "train.optimizer.lr=0.05"]
+    train(load_recipe("mnist-sdsnn", [*sets, "train.epochs=3"]), tmp_path / "a", data_root=data, device="cpu",
+          quiet=True)
+    train(load_recipe("mnist-sdsnn", [*sets, "train.epochs=1"]), tmp_path / "b", data_root=data, device="cpu",
+          quiet=True)
+    train(load_recipe("mnist-sdsnn", [*sets, "train.epochs=3"]), tmp_path / "b", data_root=data, device="cpu",
+          quiet=True, resume=True)
+    keys = ("epoch", "lr", "train_loss", "train_accuracy", "test_accuracy", "test_loss")
+    recs = [[{k: json.loads(x)[k] for k in keys} for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("a", "b")]
+    assert recs[0] == recs[1]

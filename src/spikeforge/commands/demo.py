@@ -22,12 +22,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..hybrid.compare import PLOT_NAME, compare_policies, format_table
+    from ..hybrid.compare import ROWS_NAME as COMPARISON_MARKER
     from ..train.recipe import load_recipe
 
-    overrides = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    overrides = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs is not None else [])
     recipe = load_recipe(DEMO_RECIPE, overrides)
     out = Path(args.out)
     if out.exists():
+        if not (out / COMPARISON_MARKER).is_file():
+            raise SystemExit(f"spikeforge demo: {out} exists and is not an earlier demo output (no "
+                             f"{COMPARISON_MARKER}); choose another --out")
         shutil.rmtree(out)
     print(recipe.description)
     print(f"training {len(DEMO_POLICIES)} models ({', '.join(DEMO_POLICIES)}) for {recipe.train.epochs} epochs, "

@@ -9,12 +9,14 @@ converted model's accuracy and exactness, and the converted model's SOPs, MACs a
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ..plots import read_metrics
+from ..train.checkpoint import read_json, write_json
 from ..train.recipe import Recipe
+from ..train.rundir import MODEL_META
 from .config import HybridConfig
 
 PLOT_NAME = "accuracy_vs_energy.png"
@@ -32,8 +34,7 @@ def run_policy(base: Recipe, policy: str, out_dir: Path, data_root: str | Path |
     from ..train.engine import train
 
     recipe = copy.deepcopy(base)
-    levels = base.hybrid.levels if base.hybrid else HybridConfig().levels
-    recipe.hybrid = HybridConfig(sites=policy, levels=levels)
+    recipe.hybrid = dataclasses.replace(base.hybrid, sites=policy) if base.hybrid else HybridConfig(sites=policy)
     recipe.name = f"{base.name}-{policy_dirname(policy)}"
     run_dir = out_dir / policy_dirname(policy)
     record = train(recipe, run_dir, data_root=data_root, device=device, quiet=quiet)
@@ -41,7 +42,7 @@ def run_policy(base: Recipe, policy: str, out_dir: Path, data_root: str | Path |
     convert_run(run_dir, conv_dir, input_encoding=input_encoding, data_root=data_root)
     res = verify(conv_dir, data_root=data_root, device="cpu", snn=False)
     conv = res["energy"]["converted"]
-    sites = json.loads((run_dir / "model.json").read_text())["extensions"].get("hybrid", {}).get("sites", [])
+    sites = read_json(run_dir / MODEL_META)["extensions"].get("hybrid", {}).get("sites", [])
     return {"policy": policy, "sites": sites, "run_dir": str(run_dir), "converted_dir": str(conv_dir),
             "hybrid_accuracy": record["test_accuracy"], "hybrid_accuracy_f64": res["hybrid_accuracy"],
             "converted_accuracy": res["accuracy"],
@@ -56,7 +57,7 @@ def compare_policies(base: Recipe, policies: list[str], out_dir: str | Path, dat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [run_policy(base, p, out, data_root, device, input_encoding, quiet) for p in policies]
-    (out / ROWS_NAME).write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(out / ROWS_NAME, rows)
     plot_accuracy_energy(rows, out / PLOT_NAME)
     return rows
 

@@ -40,7 +40,7 @@ _register_triton()
 # them yet: select ``backend = "triton"`` explicitly (and run tests/test_triton.py on the GPU first).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("fused", "reference"),
-    "cuda": ("fused", "triton", "reference"),
+    "cuda": ("fused", "reference"),
 }
 
 

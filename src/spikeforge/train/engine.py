@@ -30,6 +30,7 @@ from ..data.encode import prepare_batch
 from ..data.loader import iterate_batches
 from ..models import build_model
 from .checkpoint import (
+    atomic_write_text,
     load_state_into,
     load_tensors,
     optimizer_from_files,
@@ -41,7 +42,7 @@ from .checkpoint import (
 from .config import OptimizerConfig, ScheduleConfig
 from .metrics import RateRecorder, get_loss, time_average
 from .recipe import Recipe, to_toml
-from .rundir import MODEL_WEIGHTS, active_extensions, save_model
+from .rundir import MODEL_META, MODEL_WEIGHTS, active_extensions, save_model
 
 OPTIM_WEIGHTS = "optim.safetensors"
 OPTIM_META = "optim.json"
@@ -122,6 +123,15 @@ def evaluate_model(model: nn.Module, ds: ArrayDataset, info: DatasetInfo, data_c
             "samples": total}
 
 
+def _truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Drop records of epochs after the last committed checkpoint (a crash between the two writes)."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     with open(run_dir / METRICS, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -138,10 +148,11 @@ def _save_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer
                 merged.update(h.metadata())
         ext_meta[section] = merged
         hook_state[section] = [h.state_dict() if hasattr(h, "state_dict") else None for h in hs]
+    # optim.json is written last: it is the commit marker --resume trusts (its epoch must match model.json's)
+    save_model(run_dir, model, recipe, ext_meta, {"epoch": epoch, "best_accuracy": best})
     tensors, rest = optimizer_to_files(opt)
     save_tensors(run_dir / OPTIM_WEIGHTS, tensors)
     write_json(run_dir / OPTIM_META, {"optimizer": rest, "epoch": epoch, "best_accuracy": best, "hooks": hook_state})
-    save_model(run_dir, model, recipe, ext_meta, {"epoch": epoch, "best_accuracy": best})
 
 
 def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = None, device: str = "auto",
@@ -173,21 +184,30 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     start_epoch, best = 1, 0.0
     if resume:
         state = read_json(run_dir / OPTIM_META)
+        model_epoch = read_json(run_dir / MODEL_META).get("epoch")
+        if model_epoch != state["epoch"]:
+            raise ValueError(f"{run_dir}: model.json is at epoch {model_epoch} but optim.json at {state['epoch']} "
+                             "(interrupted checkpoint); cannot resume exactly")
         load_state_into(model, load_tensors(run_dir / MODEL_WEIGHTS, dev), run_dir / MODEL_WEIGHTS)
-        optimizer_from_files(opt, load_tensors(run_dir / OPTIM_WEIGHTS, dev), state["optimizer"])
+        optimizer_from_files(opt, load_tensors(run_dir / OPTIM_WEIGHTS, "cpu"), state["optimizer"])
         for section, states in state.get("hooks", {}).items():
-            for h, st in zip(hooks.get(section, []), states, strict=False):
+            own = hooks.get(section, [])
+            if len(own) != len(states):
+                raise ValueError(f"{run_dir / OPTIM_META}: section {section!r} saved {len(states)} hook states, "
+                                 f"the recipe now has {len(own)} hooks")
+            for h, st in zip(own, states, strict=True):
                 if st is not None and hasattr(h, "load_state_dict"):
                     h.load_state_dict(st)
         start_epoch, best = int(state["epoch"]) + 1, float(state["best_accuracy"])
-    (run_dir / "recipe.toml").write_text(to_toml(recipe))
+        _truncate_metrics(run_dir, int(state["epoch"]))
+    atomic_write_text(run_dir / "recipe.toml", to_toml(recipe))
 
     loss_fn = get_loss(cfg.loss)
     augment = BatchAugment.from_config(recipe.data)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     all_hooks = [h for hs in hooks.values() for h in hs]
-    base_lrs = [g["lr"] for g in opt.param_groups]
+    base_lrs = [cfg.optimizer.lr for _ in opt.param_groups]  # not g["lr"]: a resumed optimizer holds a scheduled lr
     steps_per_epoch = max(1, math.ceil(len(splits.train) / cfg.batch_size))
     record: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg.epochs + 1):
