@@ -1,7 +1,8 @@
 """Command-line entry point: a thin dispatcher over :mod:`spikeforge.commands`.
 
-Each command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs (or for ``--help``).
+Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+its one-line help is in :data:`COMMANDS` (the single source), and its module is imported only when
+the command runs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("spikeforge.commands.evaluate", "test accuracy and firing rates of a run directory"),
     "convert": ("spikeforge.commands.convert", "reparameterize a hybrid run into an all-spiking model"),
     "verify": ("spikeforge.commands.verify", "check a converted model equals its hybrid, with binary inputs"),
-    "compact": ("spikeforge.commands.compact", "remove pruned neurons from a structurally developed run"),
+    "compact": ("spikeforge.commands.compact",
+                "remove pruned neurons from a structurally developed run (a smaller dense run, verified)"),
     "plot": ("spikeforge.commands.plot", "plot a run's metrics"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikeforge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="spikeforge", description="spikeforge: spiking neural networks — "
+                                     "hybrid training, exact reparameterization, structural development")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "reparameterize a hybrid run into an all-spiking model"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `spikeforge train`")

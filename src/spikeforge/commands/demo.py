@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-HELP = "train a small SNN and its hybrid on the bundled MNIST subset, convert, verify, print the table"
 DEMO_RECIPE = "demo-mnist"
 DEMO_POLICIES = ("none", "first:1")
 

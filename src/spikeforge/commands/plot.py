@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "plot a run's metrics"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")

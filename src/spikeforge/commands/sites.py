@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-HELP = "list a recipe's neuron sites and the hybrid policy's choice"
 PROBE_TIME_STEPS = 1  # the probe forward pass uses one time step and one sample
 PROBE_BATCH = 1
 

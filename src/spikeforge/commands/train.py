@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "train a model from a recipe into a run directory"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="packaged recipe name (see `spikeforge recipes`) or a TOML file")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "check a converted model equals its hybrid, with binary inputs"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("converted", help="a directory written by `spikeforge convert`")

@@ -44,13 +44,13 @@ class RateRecorder:
 
     def __init__(self, model: nn.Module) -> None:
         self.sites = neuron_sites(model)
-        self.sums: dict[str, float] = dict.fromkeys(self.sites, 0.0)
+        self.sums: dict[str, torch.Tensor | float] = dict.fromkeys(self.sites, 0.0)  # on the device: no sync per batch
         self.counts: dict[str, int] = dict.fromkeys(self.sites, 0)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, name: str):  # noqa: ANN202
         def record(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
-            self.sums[name] += float((out != 0).float().sum())
+            self.sums[name] = self.sums[name] + (out.detach() != 0).sum()
             self.counts[name] += out.numel()
         return record
 
@@ -64,4 +64,4 @@ class RateRecorder:
         self._handles = []
 
     def rates(self) -> dict[str, float]:
-        return {n: self.sums[n] / self.counts[n] for n in self.sites if self.counts[n]}
+        return {n: float(self.sums[n]) / self.counts[n] for n in self.sites if self.counts[n]}
