@@ -31,3 +31,13 @@ def test_pruning_without_regeneration_and_fixed_rates(tmp_path: Path) -> None:
     assert recs[-1]["develop.pruning_rate"] > 0.2
     assert all(r["develop.fc1.synapses_regenerated"] == 0 for r in recs)
     assert {r["develop.fc1.rate"] for r in recs if r["develop.fc1.rate"] > 0} == {35.0}
+
+
+def test_short_run_floor_for_consecutive_epochs() -> None:
+    from spikeforge.develop.config import DevelopConfig
+    from spikeforge.develop.schedule import Schedule
+
+    assert Schedule.from_config(DevelopConfig(), 15).consecutive == 1  # round(18 · 15/300) = 1
+    floored = Schedule.from_config(DevelopConfig(min_consecutive_epochs=3), 15)
+    assert (floored.consecutive, floored.first_pruning_epoch) == (3, 7)
+    assert Schedule.from_config(DevelopConfig(min_consecutive_epochs=3), 300).consecutive == 18

@@ -3,7 +3,7 @@
 The reference constants are in reference epochs (``E_ref = 300``). With ``s = E / E_ref`` for a
 run of ``E`` epochs:
 
-    C        = max(1, round(C_ref · s))     consecutive-epoch threshold
+    C        = max(C_min, round(C_ref · s)) consecutive-epoch threshold (C_min = min_consecutive_epochs, 1)
     e > C    : weights are projected into their ranges
     e > 2C   : regeneration, then neuronal pruning (first pruning epoch e₀ = 2C + 1)
     R        = max(1, round(R_ref · s))     regeneration streak
@@ -38,7 +38,8 @@ class Schedule:
             raise ValueError(f"epochs and develop.reference_epochs must be >= 1, got {epochs}, "
                              f"{cfg.reference_epochs}")
         scale = epochs / cfg.reference_epochs
-        return cls(epochs, cfg.reference_epochs, scaled_count(cfg.consecutive_epochs, scale))
+        return cls(epochs, cfg.reference_epochs,
+                   max(cfg.min_consecutive_epochs, scaled_count(cfg.consecutive_epochs, scale)))
 
     @property
     def scale(self) -> float:
