@@ -58,13 +58,12 @@ def _auto_choice(recipe: Any, data_root: str, device: str) -> tuple[list[str], d
     from ..data import load_dataset
     from ..hybrid.extension import EXTENSION
     from ..models import build_model
-    from ..train.engine import resolve_device
+    from ..train.engine import fit_recipe_to_data, resolve_device
 
     dev = resolve_device(device if device != "auto" else recipe.train.device)
     splits = load_dataset(recipe.data, data_root)
     info = splits.info
-    recipe.model.num_classes, recipe.model.in_channels = info.num_classes, info.in_channels
-    recipe.model.input_size = info.input_size
+    fit_recipe_to_data(recipe, info)
     torch.manual_seed(recipe.train.seed)  # the same initial weights the engine would train
     model = build_model(recipe.model).to(dev)
     (hook,) = EXTENSION.prepare(recipe, model, splits, dev)

@@ -123,6 +123,14 @@ def evaluate_model(model: nn.Module, ds: ArrayDataset, info: DatasetInfo, data_c
             "samples": total}
 
 
+def fit_recipe_to_data(recipe: Recipe, info: DatasetInfo) -> None:
+    """The dataset decides the input geometry and the normalisation; the resolved recipe records both."""
+    recipe.model.num_classes, recipe.model.in_channels = info.num_classes, info.in_channels
+    recipe.model.input_size = info.input_size
+    if info.mean and not recipe.data.mean:
+        recipe.data.mean, recipe.data.std = list(info.mean), list(info.std)
+
+
 def _truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     """Drop records of epochs after the last committed checkpoint (a crash between the two writes)."""
     path = run_dir / METRICS
@@ -164,11 +172,7 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     torch.manual_seed(cfg.seed)
     splits = splits or load_dataset(recipe.data, data_root)
     info = splits.info
-    # the dataset decides the input geometry; the resolved recipe records it
-    recipe.model.num_classes, recipe.model.in_channels = info.num_classes, info.in_channels
-    recipe.model.input_size = info.input_size
-    if info.mean and not recipe.data.mean:  # freeze the normalisation in the resolved recipe
-        recipe.data.mean, recipe.data.std = list(info.mean), list(info.std)
+    fit_recipe_to_data(recipe, info)
     if resume and not (run_dir / OPTIM_META).is_file():
         raise FileNotFoundError(f"--resume: {run_dir / OPTIM_META} not found (nothing to resume)")
     if not resume and (run_dir / METRICS).exists():
