@@ -11,7 +11,8 @@ from spikeforge.train.engine import train
 from spikeforge.train.recipe import load_recipe
 
 BASE = ["train.epochs=5", "train.batch_size=8", "data.time_steps=2", "model.width=0.5",
-        "develop.reference_epochs=25", "develop.consecutive_epochs=1"]
+        "develop.reference_epochs=25", "develop.consecutive_epochs=1",
+        "develop.min_consecutive_epochs=1"]
 
 
 def _records(tmp_path: Path, name: str, extra: list[str]) -> list[dict]:

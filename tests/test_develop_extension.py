@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from develop_helpers import synthetic_splits, tiny_model, tiny_recipe
 
@@ -18,9 +19,11 @@ from spikeforge.train.rundir import load_run
 CPU = torch.device("cpu")
 
 
-def _prepared(name: str = "sdsnn_convnet", epochs: int = 20) -> tuple[torch.nn.Module, DevelopHook]:
+def _prepared(name: str = "sdsnn_convnet", epochs: int = 20, **develop: object) -> tuple[torch.nn.Module, DevelopHook]:
     recipe = tiny_recipe(epochs)
     recipe.model.name = name
+    for key, value in develop.items():
+        setattr(recipe.develop, key, value)
     model = tiny_model(name)
     (hook,) = EXTENSION.prepare(recipe, model, None, CPU)
     return model, hook
@@ -53,6 +56,32 @@ def test_epoch_schedule_constraint_then_pruning_then_rate_growth() -> None:
     # weights lie inside their ranges once the constraint is on
     w = model.fc1.weight.detach()
     assert bool((w <= model.fc1.range_hi).all()) and bool((w >= model.fc1.range_lo).all())
+
+
+@pytest.mark.parametrize("revives", [True, False])
+def test_regrown_neuron_is_revived_instead_of_re_pruned(revives: bool) -> None:
+    model, hook = _prepared(adaptive_rates=False, regen_revives_neurons=revives)  # C = 1, R = 1
+    for epoch in (1, 2, 3):
+        hook.on_epoch_end(epoch, 20, model)
+    mask = model.fc1.weight_mask
+    dead_rows = torch.nonzero(mask.amax(1) == 0).flatten()
+    dead = int(dead_rows[0])
+    w = model.fc1.weight
+    with torch.no_grad():  # pruned neurons' shadow weights at their lower bounds: no candidates ...
+        w[dead_rows] = model.fc1.range_lo[dead_rows]
+        w[dead, 0] = model.fc1.range_hi[dead, 0]  # ... but one synapse of one pruned neuron grew
+        alive = mask.amax(1) > 0
+        model.fc1.range_hi[alive] *= 2  # living neurons' ranges expanded: they are the important ones
+        model.fc1.range_lo[alive] *= 2
+    rec = hook.on_epoch_end(4, 20, model)
+    assert rec["develop.fc1.synapses_regenerated"] > 0
+    assert rec["develop.fc1.neurons_revived"] == 1
+    if revives:
+        assert rec["develop.fc1.rate"] == pytest.approx(35.0 - 100.0 / 30)
+        assert float(mask[dead].sum()) == 1 and rec["develop.fc1.neurons_alive"] == 30 - 9
+    else:  # the reference: the same epoch's pruning masks the regrown neuron again
+        assert rec["develop.fc1.rate"] == 35.0
+        assert float(mask[dead].sum()) == 0 and rec["develop.fc1.neurons_alive"] == 30 - 10
 
 
 def test_hook_state_roundtrip_and_restore_rebuilds_the_structure() -> None:

@@ -152,3 +152,23 @@ def test_prepare_auto_holds_out_calibration_and_is_deterministic() -> None:
         assert [n for n, s in neuron_sites(model).items() if isinstance(s, SpikingReLU)] == meta["sites"]
         results.append(meta)
     assert results[0] == results[1]
+
+
+def test_resume_reuses_the_saved_auto_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = _recipe("auto:100", calibration_samples=40, calibration_batch_size=10, calibration_steps=2)
+    torch.manual_seed(0)
+    (first,) = EXTENSION.prepare(recipe, build_model(recipe.model), _splits(100), CPU)
+    saved = json.loads(json.dumps(first.metadata()))
+
+    def no_calibration(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--resume must not calibrate again")
+
+    monkeypatch.setattr("spikeforge.hybrid.extension.auto_select", no_calibration)
+    model, splits = build_model(recipe.model), _splits(100)
+    (hook,) = EXTENSION.prepare(recipe, model, splits, CPU, saved=saved)
+    assert len(splits.train) == 60  # the same calibration split is still held out
+    assert json.loads(json.dumps(hook.metadata())) == saved
+    assert [n for n, s in neuron_sites(model).items() if isinstance(s, SpikingReLU)] == saved["sites"]
+    with pytest.raises(ValueError, match="trained with hybrid policy"):
+        EXTENSION.prepare(_recipe("auto:50", calibration_samples=40), build_model(recipe.model), _splits(100),
+                          CPU, saved=saved)

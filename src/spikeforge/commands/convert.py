@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,13 @@ def run(args: argparse.Namespace) -> int:
           f"({', '.join(f'{k} {v}' for k, v in ops.items())}); coding {args.coding}, "
           f"input {args.input_encoding}")
     if args.input_encoding == "analog":
-        print("note: the first layer reads the analog input and costs MACs (use --input-encoding bitplane "
-              "for an accumulate-only first layer)")
+        from ..train.checkpoint import read_json
+        from ..train.rundir import MODEL_META
+
+        encoding = read_json(Path(args.run_dir) / MODEL_META)["recipe"]["data"]["encoding"]
+        if encoding == "rate":
+            print("note: the input is rate-coded (binary spikes): the first layer only accumulates")
+        else:
+            print(f"note: the first layer reads the {encoding}-encoded input, which is not binary in general, "
+                  "and costs MACs (static images: --input-encoding bitplane gives an accumulate-only first layer)")
     return 0

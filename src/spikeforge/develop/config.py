@@ -47,6 +47,9 @@ class DevelopConfig:
     regen_max_percentile: float = 99.0
     fc_regen_epochs: int = 11  # R: candidate streak that restores a synapse (reference: count > 10)
     conv_regen_epochs: int = 19  # R for conv kernels (reference: count > 18)
+    # a pruned neuron that regrows synapses is revived: its layer's cumulative rate drops by one neuron's
+    # share, so the same epoch's pruning does not re-mask it (false = the reference, which re-prunes it at once)
+    regen_revives_neurons: bool = False
     # ablation switches (all on = full SD-SNN); constraint-only = prune false
     prune: bool = True  # neuronal pruning at the current rates (after 2C)
     regenerate: bool = True  # synaptic regeneration (needs prune)

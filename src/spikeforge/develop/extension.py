@@ -4,8 +4,10 @@ Per epoch ``e`` (1-based, :class:`~spikeforge.develop.schedule.Schedule` gives C
 
 1. update every pruned layer's synaptic ranges (:mod:`.constraint`);
 2. ``e > C``: project the weights into their ranges;
-3. ``e > 2C``: regeneration (:mod:`.regeneration`), then neuronal pruning at the current rates
-   (:mod:`.pruning`), then the neurotrophic rate update for the next epoch (:mod:`.rates`).
+3. ``e > 2C``: regeneration (:mod:`.regeneration`); a pruned neuron that regrew synapses is
+   revived (``regen_revives_neurons``: its layer's rate drops by ``100/N``, :func:`.rates.revive`);
+   then neuronal pruning at the current rates (:mod:`.pruning`), then the neurotrophic rate update
+   for the next epoch (:mod:`.rates`).
 
 Pruned layers default to the reference's choice: ``sdsnn_convnet`` conv2 and fc1 (not the first
 layer, not the output layer); ``cifar_convnet`` all convs and the hidden fc; other models every
@@ -15,7 +17,7 @@ Metrics returned per epoch (flat keys, merged into ``metrics.jsonl``): ``develop
 (fraction of all conv/linear weights that are effectively zero) and per pruned layer ``L``:
 ``develop.L.rate`` (cumulative rate in percent in effect this epoch, 0 before pruning starts),
 ``neurons``, ``neurons_alive``, ``neurons_pruned`` (this epoch), ``survivors``, ``synapses_masked``,
-``synapses_regenerated`` (this epoch), ``ranges_expanded``, ``ranges_contracted``,
+``synapses_regenerated`` and ``neurons_revived`` (this epoch), ``ranges_expanded``, ``ranges_contracted``,
 ``range_width``, ``range_hi``, ``range_lo`` (layer means).
 """
 
@@ -39,7 +41,7 @@ from .masking import (
     sync_gates,
 )
 from .pruning import prune_neurons, surviving_neurons
-from .rates import next_rate
+from .rates import next_rate, revive
 from .regeneration import attach_regeneration, is_conv, regenerate, threshold_percentile
 from .schedule import Schedule
 
@@ -127,14 +129,19 @@ class DevelopHook:
                 remember(layer)
         pruning = cfg.prune and sched.pruning(epoch)
         for n, layer in layers.items():
-            restored, pruned = 0, []
+            restored, revived, pruned = 0, 0, []
             if pruning:
                 q0 = self._kind_value(layer, cfg.conv_regen_percentile, cfg.fc_regen_percentile)
                 q = threshold_percentile(q0, cfg.regen_growth, cfg.regen_max_percentile, sched.offset(epoch))
                 streak = int(self._kind_value(layer, cfg.conv_regen_epochs, cfg.fc_regen_epochs))
+                alive_before = alive_neurons(layer.weight_mask)
                 restored = regenerate(layer, q, sched.count(streak)) if cfg.regenerate else 0
+                revived = int((alive_neurons(layer.weight_mask) & ~alive_before).sum())
+                if revived and cfg.regen_revives_neurons:
+                    self.rates[n] = revive(self.rates[n], revived, int(layer.weight_mask.shape[0]))
                 pruned = prune_neurons(layer, self.rates[n])
             out[f"develop.{n}.synapses_regenerated"] = restored
+            out[f"develop.{n}.neurons_revived"] = revived
             out[f"develop.{n}.neurons_pruned"] = len(pruned)
             out[f"develop.{n}.rate"] = self.rates[n] if pruning else 0.0
         sync_gates(model, self.bn_of)
@@ -173,7 +180,9 @@ class DevelopHook:
 class DevelopExtension:
     section = "develop"
 
-    def prepare(self, recipe: Any, model: nn.Module, splits: Any, device: torch.device) -> list[Any]:
+    def prepare(self, recipe: Any, model: nn.Module, splits: Any, device: torch.device,
+                saved: dict[str, Any] | None = None) -> list[Any]:
+        """Equip the pruned layers (``saved`` is unused: masks and rates come back with the checkpoint)."""
         cfg: DevelopConfig = recipe.develop
         if cfg.widths:
             resize(model, cfg.widths)

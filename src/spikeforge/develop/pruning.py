@@ -42,8 +42,11 @@ def pruning_order(layer: nn.Module) -> torch.Tensor:
     return by_l1[torch.sort(importance[by_l1], stable=True).indices]
 
 
+ROUND_OFF = 1e-6  # N·p/100 is an integer up to float error after a revival lowered p by whole neurons
+
+
 def prune_count(neurons: int, rate: float) -> int:
-    return min(neurons, math.floor(neurons * rate / 100.0))
+    return min(neurons, max(0, math.floor(neurons * rate / 100.0 + ROUND_OFF)))
 
 
 @torch.no_grad()

@@ -12,6 +12,12 @@ epoch covers (:meth:`Schedule.steps`):
 A layer's pruning grows with its survivors relative to its surviving targets (competition for
 target-derived trophic support); the exponential decays make the structure settle, so the rates
 converge. ``p_l`` is capped at ``max_rate``.
+
+Revival (our rule, ``regen_revives_neurons``): when regeneration gives ``r`` pruned neurons of a
+layer of ``N`` neurons active synapses again, ``p_l ← max(0, p_l − 100·r/N)`` before pruning, so
+the cumulative count ``⌊N·p_l/100⌋`` no longer includes them: they keep their regrown synapses
+(pruned neurons have importance 0 and are masked first) and compete again as the rate grows.
+The reference keeps ``p_l``, so its pruning step re-masks a regrown neuron in the same epoch.
 """
 
 from __future__ import annotations
@@ -41,3 +47,8 @@ def rate_increment(steps: list[int], survivors: int, next_survivors: int | None,
 def next_rate(rate: float, steps: list[int], survivors: int, next_survivors: int | None,
               cfg: DevelopConfig) -> float:
     return min(cfg.max_rate, rate + rate_increment(steps, survivors, next_survivors, cfg))
+
+
+def revive(rate: float, revived: int, neurons: int) -> float:
+    """The cumulative rate after ``revived`` of ``neurons`` pruned neurons regrew synapses."""
+    return max(0.0, rate - 100.0 * revived / neurons)

@@ -108,7 +108,9 @@ class HybridExtension:
     section = SECTION
 
     def prepare(self, recipe: Any, model: nn.Module, splits: DataSplits,
-                device: torch.device) -> list[HybridHook]:
+                device: torch.device, saved: dict[str, Any] | None = None) -> list[HybridHook]:
+        """Replace the policy's sites; ``auto:`` calibrates first, unless ``saved`` (on ``--resume``)
+        already holds the sites it chose — then only the same calibration split is held out."""
         cfg: HybridConfig = recipe.hybrid
         spec = parse_spec(cfg.sites)
         names = list(neuron_sites(model))
@@ -117,6 +119,13 @@ class HybridExtension:
             apply_hybrid(model, sites, cfg.levels)
             return [HybridHook(sites, cfg.levels, cfg.sites)]
         cal_split = hold_out(splits, cfg.calibration_samples)
+        if saved is not None and "sites" in saved:
+            if saved.get("policy") != cfg.sites or int(saved.get("levels", -1)) != cfg.levels:
+                raise ValueError(f"--resume: model.json was trained with hybrid policy {saved.get('policy')!r}, "
+                                 f"levels {saved.get('levels')}; the recipe says {cfg.sites!r}, levels {cfg.levels}")
+            sites = [str(s) for s in saved["sites"]]
+            apply_hybrid(model, sites, cfg.levels)
+            return [HybridHook(sites, cfg.levels, cfg.sites, len(cal_split), dict(saved.get("auto", {})))]
         model.to(device)
         calibration = build_calibration(recipe, cal_split, splits, device)
         auto = AutoConfig(steps=cfg.calibration_steps, seed=recipe.train.seed, min_benefit=cfg.min_benefit,

@@ -57,6 +57,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     try:
         clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
         save_file(clean, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:  # flush to disk before the rename makes the file visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

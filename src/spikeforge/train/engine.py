@@ -181,8 +181,9 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
 
     model = build_model(recipe.model).to(dev)
     hooks: dict[str, list[Any]] = {}
+    saved_meta = read_json(run_dir / MODEL_META).get("extensions", {}) if resume else {}
     for ext in active_extensions(recipe):
-        hooks[ext.section] = list(ext.prepare(recipe, model, splits, dev))
+        hooks[ext.section] = list(ext.prepare(recipe, model, splits, dev, saved=saved_meta.get(ext.section)))
     model.to(dev)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer)
     start_epoch, best = 1, 0.0

@@ -2,8 +2,10 @@
 
 An *extension* handles one optional recipe section. The engine calls, in order:
 
-- ``prepare(recipe, model, splits, device) -> list[TrainHook]`` once before training: it may
-  change the model in place (replace sites, register mask buffers) and returns hooks;
+- ``prepare(recipe, model, splits, device, saved=None) -> list[TrainHook]`` once before training:
+  it may change the model in place (replace sites, register mask buffers) and returns hooks. On
+  ``--resume`` ``saved`` is the metadata its hooks wrote to ``model.json``, so a decision that
+  needed data (hybrid ``auto:`` site selection) is reused instead of being computed again;
 - ``restore(recipe, model, meta)`` when a run directory is loaded: rebuild the same structure
   from the metadata its hooks saved, before the weights are loaded.
 
@@ -31,7 +33,8 @@ class TrainHook(Protocol):
 class Extension(Protocol):
     section: str
 
-    def prepare(self, recipe: Any, model: nn.Module, splits: Any, device: torch.device) -> list[Any]: ...
+    def prepare(self, recipe: Any, model: nn.Module, splits: Any, device: torch.device,
+                saved: dict[str, Any] | None = None) -> list[Any]: ...
 
     def restore(self, recipe: Any, model: nn.Module, meta: dict[str, Any]) -> None: ...
 
