@@ -1,5 +1,6 @@
 """SD-SNN on real data: unpruned baseline vs the ablation constraint-only / +pruning /
-+regeneration / full adaptive, same recipe, seed and epochs; every developed run is compacted.
++regeneration / full adaptive (and full with our neuron revival), same recipe, seed and epochs;
+every developed run is compacted.
 
     python bench/develop_ablation.py --data ../shared/data/mnist --out runs/bench-develop-mnist \
         --epochs 6 --set data.train_limit=10000
@@ -26,6 +27,7 @@ VARIANTS: dict[str, list[str] | None] = {
     "+ pruning (fixed rates)": ["develop.regenerate=false", "develop.adaptive_rates=false"],
     "+ regeneration (fixed rates)": ["develop.adaptive_rates=false"],
     "full SD-SNN (adaptive rates)": [],
+    "full SD-SNN + revival (ours)": ["develop.regen_revives_neurons=true"],
 }
 
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("spikeforge.commands.verify", "check a converted model equals its hybrid, with binary inputs"),
     "compact": ("spikeforge.commands.compact",
                 "remove pruned neurons from a structurally developed run (a smaller dense run, verified)"),
+    "export": ("spikeforge.commands.export", "export a trained SNN to NIR (Neuromorphic Intermediate Representation)"),
     "plot": ("spikeforge.commands.plot", "plot a run's metrics"),
 }
 
