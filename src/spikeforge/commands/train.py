@@ -1,4 +1,4 @@
-"""``spikeforge train``."""
+"""``spikeforge train`` (also under ``torchrun --nproc_per_node N -m spikeforge.cli train ...``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.distributed import from_environment
     from ..train.engine import train
     from ..train.recipe import load_recipe
 
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, overrides)
     out = args.out or f"runs/{recipe.name}"
     record = train(recipe, out, data_root=args.data, device=args.device, resume=args.resume, quiet=args.quiet)
+    if not from_environment().is_main:
+        return 0  # rank 0 reports
     print(json.dumps({"run_dir": out, "epoch": record.get("epoch"), "test_accuracy": record.get("test_accuracy"),
                       "best_test_accuracy": record.get("best_test_accuracy")}))
     return 0

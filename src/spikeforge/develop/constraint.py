@@ -16,7 +16,7 @@ Once the constraint is active (epoch > C) weights are projected: ``w ← clamp(w
 A single signed streak counter serves both bounds (a weight cannot be above ``r_hi`` and below
 ``r_lo`` at once). All state lives in buffers of the layer so it is saved in ``model.safetensors``
 and restored by ``--resume``: ``range_hi``, ``range_lo``, ``prev_weight``, ``excess_sum`` (float)
-and ``excess_streak``, ``shrink_streak`` (int16).
+and ``excess_streak``, ``shrink_streak`` (int32).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-STREAK_DTYPE = torch.int16
+STREAK_DTYPE = torch.int32  # int32, not int16: gloo (CPU DDP) cannot broadcast int16 buffers
 CONSTRAINT_BUFFERS = ("range_hi", "range_lo", "prev_weight", "excess_sum", "excess_streak", "shrink_streak")
 
 

@@ -7,6 +7,7 @@ rates, let extensions (hybrid, structural development) act, append one JSON reco
 ``metrics.jsonl`` and write the checkpoint atomically.
 
 Extensions may replace ``splits.train`` in ``prepare`` (e.g. to hold out a calibration split).
+Under ``torchrun`` the same function trains data-parallel (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .checkpoint import (
     write_json,
 )
 from .config import OptimizerConfig, ScheduleConfig
+from .distributed import RANK_SEED_STRIDE, check_batch, from_environment, setup
 from .metrics import RateRecorder, get_loss, time_average
 from .recipe import Recipe, to_toml
 from .rundir import MODEL_META, MODEL_WEIGHTS, active_extensions, save_model
@@ -168,7 +170,9 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     """Train ``recipe`` into ``run_dir``; returns the last epoch's metrics record."""
     run_dir = Path(run_dir)
     cfg = recipe.train
-    dev = resolve_device(device if device != "auto" else cfg.device)
+    ddp = from_environment()
+    dev = setup(ddp, resolve_device(device if device != "auto" else cfg.device))
+    check_batch(ddp, cfg.batch_size)
     torch.manual_seed(cfg.seed)
     splits = splits or load_dataset(recipe.data, data_root)
     info = splits.info
@@ -177,6 +181,7 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
         raise FileNotFoundError(f"--resume: {run_dir / OPTIM_META} not found (nothing to resume)")
     if not resume and (run_dir / METRICS).exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume or choose another --out")
+    ddp.barrier()  # every rank has checked the run directory before rank 0 writes into it
     run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(recipe.model).to(dev)
@@ -205,7 +210,9 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
                     h.load_state_dict(st)
         start_epoch, best = int(state["epoch"]) + 1, float(state["best_accuracy"])
         _truncate_metrics(run_dir, int(state["epoch"]))
-    atomic_write_text(run_dir / "recipe.toml", to_toml(recipe))
+    if ddp.is_main:
+        atomic_write_text(run_dir / "recipe.toml", to_toml(recipe))
+    step_model = ddp.wrap(model, dev)  # the DDP wrapper (or the model itself) for training forwards
 
     loss_fn = get_loss(cfg.loss)
     augment = BatchAugment.from_config(recipe.data)
@@ -218,20 +225,24 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     for epoch in range(start_epoch, cfg.epochs + 1):
         # one reproducible random stream per epoch, so --resume continues exactly
         shuffle_gen.manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
-        gen.manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
+        gen.manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch + ddp.rank * RANK_SEED_STRIDE)
         model.train()
         t0 = time.perf_counter()
         seen, correct, loss_sum = 0, 0, 0.0
         batches = iterate_batches(splits.train, cfg.batch_size, shuffle=True, generator=shuffle_gen, device=dev,
                                   drop_last=False)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet, leave=False)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet or not ddp.is_main,
+                   leave=False)
         for i, (x, y) in enumerate(bar):
+            if y.shape[0] < ddp.world:
+                continue  # a final global batch too small to give every rank a sample
+            x, y = ddp.chunk(x, y)
             factor = lr_factor(epoch - 1 + i / steps_per_epoch, cfg.epochs, cfg.schedule)
             for g, base in zip(opt.param_groups, base_lrs, strict=True):
                 g["lr"] = cfg.schedule.min_lr + (base - cfg.schedule.min_lr) * factor
             inp = prepare_batch(x, info, recipe.data, augment, gen, train=True)
             with _autocast(dev, cfg.amp):
-                out = model(inp)
+                out = step_model(inp)
             loss = loss_fn(out.float(), y, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -247,12 +258,17 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
             correct += int((time_average(out.detach()).argmax(-1) == y).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         train_time = time.perf_counter() - t0
+        seen_f, correct_f, loss_sum = ddp.sum([float(seen), float(correct), loss_sum], dev)
+        seen, correct = int(seen_f), int(correct_f)
         record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen),
                   "train_accuracy": correct / max(1, seen), "train_time_s": train_time,
                   "train_samples_per_s": seen / max(train_time, 1e-9)}
         for h in all_hooks:  # structural changes happen before evaluation, so accuracy reflects them
             if hasattr(h, "on_epoch_end"):
                 record.update(h.on_epoch_end(epoch, cfg.epochs, model) or {})
+        if not ddp.is_main:
+            ddp.barrier()  # rank 0 evaluates and writes the checkpoint
+            continue
         ev = evaluate_model(model, splits.test, info, recipe.data, cfg.eval_batch_size, dev, cfg.amp, cfg.seed,
                             cfg.loss)
         record.update({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "firing_rates": ev["firing_rates"],
@@ -265,7 +281,9 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
             print(f"epoch {epoch}/{cfg.epochs}  loss {record['train_loss']:.4f}  train acc "
                   f"{record['train_accuracy']:.4f}  test acc {ev['accuracy']:.4f}  "
                   f"({record['train_samples_per_s']:.0f} samples/s, {record['epoch_time_s']:.1f} s)", flush=True)
-    from ..plots import plot_run
+        ddp.barrier()
+    if ddp.is_main:
+        from ..plots import plot_run
 
-    plot_run(run_dir)
+        plot_run(run_dir)
     return record

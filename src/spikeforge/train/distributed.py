@@ -1,0 +1,102 @@
+"""Data-parallel training under ``torchrun`` (DistributedDataParallel), on CPU (gloo) or CUDA (nccl).
+
+``torchrun --nproc_per_node N -m spikeforge.cli train --recipe R --out DIR`` starts N processes;
+each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment. Semantics:
+
+- ``train.batch_size`` stays the *global* batch: every rank walks the same seeded permutation and
+  takes its contiguous chunk of each global batch (``torch.tensor_split``: sizes differ by at most
+  one), so one step sees the same samples as a single-process step. DDP averages the per-rank
+  gradients; with equal chunks and a mean loss this equals the single-process gradient (batch-norm
+  statistics are per rank, as usual with DDP). A final global batch smaller than ``N`` is skipped.
+- random streams that differ per sample (augmentation, rate coding) are seeded per rank.
+- rank 0 evaluates, writes ``metrics.jsonl`` and the checkpoints; the others wait at a barrier.
+  Extensions act on every rank with identical inputs (parameters are synchronised by DDP, buffers
+  such as masks and ranges are broadcast from rank 0 at each forward), so structures stay equal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+RANK_SEED_STRIDE = 7_919  # per-rank offset of the per-sample random streams (rank 0: offset 0)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Element-wise sum of ``values`` over all ranks (identity in a single process)."""
+        if not self.enabled:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def chunk(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's contiguous share of a global batch."""
+        if not self.enabled:
+            return x, y
+        return torch.tensor_split(x, self.world)[self.rank], torch.tensor_split(y, self.world)[self.rank]
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        if not self.enabled:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def from_environment() -> Distributed:
+    """The process group described by torchrun's variables (a single process when absent)."""
+    world = _env_int("WORLD_SIZE", 1)
+    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} / WORLD_SIZE={world} are inconsistent")
+    return Distributed(rank, world, local)
+
+
+def setup(d: Distributed, device: torch.device) -> torch.device:
+    """Join the process group (once) and return this rank's device (``cuda:LOCAL_RANK`` on GPUs)."""
+    if not d.enabled:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def check_batch(d: Distributed, batch_size: int) -> None:
+    if d.enabled and batch_size < d.world:
+        raise ValueError(f"train.batch_size ({batch_size}) is the global batch; it must be >= the number of "
+                         f"processes ({d.world})")

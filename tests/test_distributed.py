@@ -1,0 +1,88 @@
+"""Data-parallel training under torchrun: sharding, rank-0 writing, equality with one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from develop_helpers import synthetic_splits, tiny_recipe
+
+from spikeforge.train.checkpoint import load_tensors
+from spikeforge.train.distributed import Distributed, check_batch, from_environment
+from spikeforge.train.engine import train
+
+TESTS = Path(__file__).parent
+EPOCHS = 3  # C = 1 for the tiny recipe: constraint from epoch 2, pruning at epoch 3
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+from develop_helpers import synthetic_splits, tiny_recipe
+from spikeforge.train.engine import train
+
+torch.set_num_threads(1)
+recipe = tiny_recipe({epochs})
+recipe.data.encoding = "direct"
+train(recipe, sys.argv[1], quiet=True, splits=synthetic_splits())
+"""
+
+
+def _recipe():  # noqa: ANN202
+    recipe = tiny_recipe(EPOCHS)
+    recipe.data.encoding = "direct"  # no per-sample randomness: one process and two ranks see equal inputs
+    return recipe
+
+
+def test_chunks_split_a_global_batch_contiguously() -> None:
+    x, y = torch.arange(10).reshape(10, 1), torch.arange(10)
+    parts = [Distributed(r, 3).chunk(x, y)[1].tolist() for r in range(3)]
+    assert parts == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert Distributed().chunk(x, y)[1].tolist() == list(range(10))
+    assert Distributed().sum([1.0, 2.0], torch.device("cpu")) == [1.0, 2.0]
+
+
+def test_environment_and_batch_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert from_environment() == Distributed(1, 2, 0)
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="inconsistent"):
+        from_environment()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(ValueError, match="RANK"):
+        from_environment()
+    with pytest.raises(ValueError, match="global batch"):
+        check_batch(Distributed(0, 4), 2)
+
+
+def test_torchrun_two_ranks_equal_one_process(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS), epochs=EPOCHS))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    train(_recipe(), tmp_path / "single", quiet=True, splits=synthetic_splits())
+
+    def records(run: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    ddp, single = records("ddp"), records("single")
+    assert len(ddp) == EPOCHS  # rank 0 alone wrote the metrics
+    for a, b in zip(ddp, single, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
+        assert a["test_accuracy"] == b["test_accuracy"]
+        assert a["develop.fc1.neurons_alive"] == b["develop.fc1.neurons_alive"]
+    assert ddp[-1]["develop.fc1.neurons_pruned"] > 0  # the structure changed, identically
+    wa, wb = (load_tensors(tmp_path / run / "model.safetensors") for run in ("ddp", "single"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k].double(), wb[k].double(), atol=1e-4), k
+    assert torch.equal(wa["fc1.weight_mask"], wb["fc1.weight_mask"])
