@@ -77,7 +77,7 @@ def tiny_recipe(epochs: int = 4, hybrid: bool = False) -> Recipe:
         "train": {"epochs": epochs, "batch_size": 32, "loss": "mse_rate", "amp": "off", "device": "cpu",
                   "optimizer": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
                   "schedule": {"name": "constant"}},
-        "develop": {"fc_initial_rate": 35.0, "fc_min_inputs": 4, "conv_min_inputs": 2},
+        "develop": {"fc_initial_rate": 35.0, "fc_min_inputs": 4, "conv_min_inputs": 2, "min_consecutive_epochs": 1},
     }
     if hybrid:
         doc["hybrid"] = {"sites": "first:1", "levels": 15}

@@ -38,7 +38,8 @@ def test_short_run_floor_for_consecutive_epochs() -> None:
     from spikeforge.develop.config import DevelopConfig
     from spikeforge.develop.schedule import Schedule
 
-    assert Schedule.from_config(DevelopConfig(), 15).consecutive == 1  # round(18 · 15/300) = 1
+    assert Schedule.from_config(DevelopConfig(min_consecutive_epochs=1), 15).consecutive == 1  # round(18·15/300)
+    assert Schedule.from_config(DevelopConfig(), 15).consecutive == 3  # the default floor
     floored = Schedule.from_config(DevelopConfig(min_consecutive_epochs=3), 15)
     assert (floored.consecutive, floored.first_pruning_epoch) == (3, 7)
     assert Schedule.from_config(DevelopConfig(min_consecutive_epochs=3), 300).consecutive == 18

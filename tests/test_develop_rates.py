@@ -24,8 +24,9 @@ def test_reference_schedule_for_a_300_epoch_run() -> None:
 
 @pytest.mark.parametrize("epochs", [4, 20, 77, 600])
 def test_short_and_long_runs_cover_every_reference_epoch_once(epochs: int) -> None:
-    s = Schedule.from_config(CFG, epochs)
+    s = Schedule.from_config(DevelopConfig(min_consecutive_epochs=1), epochs)
     assert s.consecutive == max(1, round(18 * epochs / 300))
+    assert Schedule.from_config(CFG, epochs).consecutive == max(3, round(18 * epochs / 300))
     covered = [k for e in range(1, epochs + 1) for k in s.steps(e)]
     assert covered == list(range(len(covered)))  # contiguous, no gaps, no repeats
     assert covered[-1] == math.floor(s.offset(epochs) + 1e-9)

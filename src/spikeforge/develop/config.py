@@ -20,7 +20,8 @@ class DevelopConfig:
     layers: list[str] = field(default_factory=list)  # pruned layer names ([] = the model's default)
     reference_epochs: int = 300  # run length the epoch constants below refer to
     consecutive_epochs: int = 18  # C: streak length for range changes; constraint after C, pruning after 2C
-    min_consecutive_epochs: int = 1  # floor for the rescaled C in short runs (C = max(floor, round(C_ref·s)))
+    min_consecutive_epochs: int = 3  # floor for the rescaled C in short runs (C = max(floor, round(C_ref·s)));
+    # C = 1 made 15-epoch MNIST runs unstable (BENCHMARKS §4); no effect from 50 epochs on
     contraction: float = 0.75  # both bounds of a synapse whose |w| shrank for C epochs are multiplied by this
     project_every_step: bool = False  # also project weights into their ranges after every optimizer step
     # neuronal pruning: initial cumulative rates in percent of a layer's neurons
