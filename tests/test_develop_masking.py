@@ -91,3 +91,20 @@ def test_dead_conv_channel_is_silenced_through_its_batch_norm() -> None:
     assert torch.equal(h[:, :, 1], torch.zeros_like(h[:, :, 1]))
     model.eval()
     assert torch.equal(model.bn1(model.conv1(x))[:, :, 1], torch.zeros_like(h[:, :, 1]))
+
+
+def test_a_pruned_neuron_learns_only_with_a_surrogate_nonzero_at_rest() -> None:
+    """docs/develop.md "Regeneration, measured": the rectangle surrogate freezes a pruned neuron's shadows."""
+    from spikeforge.neurons.modules import LIFNode
+    from spikeforge.neurons.surrogate import Atan, Rectangle
+
+    grads = {}
+    for surrogate in (Rectangle(1.0), Atan()):
+        torch.manual_seed(0)
+        fc, readout = attach_mask(L.Linear(6, 4)), L.Linear(4, 2)
+        fc.weight_mask[1] = 0  # neuron 1 pruned: membrane stays at rest (0)
+        sn = LIFNode(beta=0.2, threshold=0.5, v_reset=0.0, surrogate=surrogate, backend="reference")
+        readout(sn(fc(torch.rand(5, 3, 6)))).square().sum().backward()
+        grads[surrogate.name] = float(fc.weight.grad[1].abs().sum())
+    assert grads["rectangle"] == 0.0  # |0 − θ| = 0.5 is outside the open window |u − θ| < 0.5
+    assert grads["atan"] > 0.0
