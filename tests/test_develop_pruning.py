@@ -65,3 +65,10 @@ def test_survivors_count_neurons_with_enough_active_inputs() -> None:
     layer.weight_mask[2] = 0
     assert surviving_neurons(layer, min_inputs=2) == 2
     assert surviving_neurons(layer, min_inputs=1) == 3
+
+
+def test_exempt_neurons_are_skipped_and_the_next_least_important_goes() -> None:
+    layer = _fc()
+    exempt = torch.tensor([False, False, True, False])  # neuron 2 (the least important) regrew this epoch
+    assert prune_neurons(layer, 25.0, exempt) == [0]
+    assert float(layer.weight_mask[2].sum()) == 3.0

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         rep = export_run(args.run_dir, args.out, args.dt)
-    except (ValueError, ImportError, FileNotFoundError) as e:
+    except (ValueError, ImportError, OSError) as e:  # FileNotFoundError is an OSError
         print(f"spikeforge export: error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.distributed import from_environment
+    from ..train.distributed import from_environment, teardown
     from ..train.engine import train
     from ..train.recipe import load_recipe
 
@@ -28,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     recipe = load_recipe(args.recipe, overrides)
     out = args.out or f"runs/{recipe.name}"
-    record = train(recipe, out, data_root=args.data, device=args.device, resume=args.resume, quiet=args.quiet)
+    try:
+        record = train(recipe, out, data_root=args.data, device=args.device, resume=args.resume, quiet=args.quiet)
+    finally:
+        teardown()
     if not from_environment().is_main:
         return 0  # rank 0 reports
     print(json.dumps({"run_dir": out, "epoch": record.get("epoch"), "test_accuracy": record.get("test_accuracy"),

@@ -23,6 +23,7 @@ Metrics returned per epoch (flat keys, merged into ``metrics.jsonl``): ``develop
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -136,10 +137,13 @@ class DevelopHook:
                 streak = int(self._kind_value(layer, cfg.conv_regen_epochs, cfg.fc_regen_epochs))
                 alive_before = alive_neurons(layer.weight_mask)
                 restored = regenerate(layer, q, sched.count(streak)) if cfg.regenerate else 0
-                revived = int((alive_neurons(layer.weight_mask) & ~alive_before).sum())
+                regrown = alive_neurons(layer.weight_mask) & ~alive_before
+                revived = int(regrown.sum())
+                exempt = None
                 if revived and cfg.regen_revives_neurons:
                     self.rates[n] = revive(self.rates[n], revived, int(layer.weight_mask.shape[0]))
-                pruned = prune_neurons(layer, self.rates[n])
+                    exempt = regrown  # not re-pruned in the epoch it regrew, even if the rate grew meanwhile
+                pruned = prune_neurons(layer, self.rates[n], exempt)
             out[f"develop.{n}.synapses_regenerated"] = restored
             out[f"develop.{n}.neurons_revived"] = revived
             out[f"develop.{n}.neurons_pruned"] = len(pruned)
@@ -190,6 +194,11 @@ class DevelopExtension:
         unknown = sorted(set(cfg.initial_rates) - set(names))
         if unknown:
             raise ValueError(f"develop.initial_rates names layers that are not pruned: {unknown}; pruned: {names}")
+        sched = Schedule.from_config(cfg, recipe.train.epochs)
+        if cfg.prune and recipe.train.epochs < sched.first_pruning_epoch:
+            warnings.warn(f"develop: a {recipe.train.epochs}-epoch run never prunes (C = {sched.consecutive}, "
+                          f"first pruning epoch {sched.first_pruning_epoch}); lower develop.min_consecutive_epochs "
+                          "or train longer", stacklevel=2)
         bn_of = equip(model, names)
         model.to(device)
         rates = {n: initial_rate(cfg, n, model.get_submodule(n)) for n in names}

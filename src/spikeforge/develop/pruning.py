@@ -50,14 +50,18 @@ def prune_count(neurons: int, rate: float) -> int:
 
 
 @torch.no_grad()
-def prune_neurons(layer: nn.Module, rate: float) -> list[int]:
+def prune_neurons(layer: nn.Module, rate: float, exempt: torch.Tensor | None = None) -> list[int]:
     """Mask every incoming synapse of the ``⌊N·rate/100⌋`` least important neurons.
 
-    Returns the neurons that were alive before and are pruned now.
+    ``exempt`` (bool ``[out]``) marks neurons that are not candidates this time (neurons revived by
+    regeneration in this epoch). Returns the neurons that were alive before and are pruned now.
     """
     mask = layer.weight_mask
     n = mask.shape[0]
-    chosen = pruning_order(layer)[:prune_count(n, rate)]
+    order = pruning_order(layer)
+    if exempt is not None:
+        order = order[~exempt[order]]
+    chosen = order[:prune_count(n, rate)]
     was_alive = mask.flatten(1).amax(1) > 0
     mask[chosen] = 0
     return sorted(int(j) for j in chosen if bool(was_alive[j]))

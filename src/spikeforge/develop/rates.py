@@ -15,8 +15,9 @@ converge. ``p_l`` is capped at ``max_rate``.
 
 Revival (our rule, ``regen_revives_neurons``): when regeneration gives ``r`` pruned neurons of a
 layer of ``N`` neurons active synapses again, ``p_l ← max(0, p_l − 100·r/N)`` before pruning, so
-the cumulative count ``⌊N·p_l/100⌋`` no longer includes them: they keep their regrown synapses
-(pruned neurons have importance 0 and are masked first) and compete again as the rate grows.
+the cumulative count ``⌊N·p_l/100⌋`` no longer includes them, and that epoch's pruning skips them
+(``prune_neurons(..., exempt)``): they keep their regrown synapses and compete again from the next
+epoch on.
 The reference keeps ``p_l``, so its pruning step re-masks a regrown neuron in the same epoch.
 """
 

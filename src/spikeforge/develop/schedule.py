@@ -3,7 +3,7 @@
 The reference constants are in reference epochs (``E_ref = 300``). With ``s = E / E_ref`` for a
 run of ``E`` epochs:
 
-    C        = max(C_min, round(C_ref · s)) consecutive-epoch threshold (C_min = min_consecutive_epochs, 1)
+    C        = max(C_min, round(C_ref · s)) consecutive-epoch threshold (C_min = min_consecutive_epochs, default 3)
     e > C    : weights are projected into their ranges
     e > 2C   : regeneration, then neuronal pruning (first pruning epoch e₀ = 2C + 1)
     R        = max(1, round(R_ref · s))     regeneration streak

@@ -34,6 +34,7 @@ NIR leaves the initial state to the consumer (0 or ``v_leak`` in practice, both 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..neurons import NeuronParams
@@ -67,8 +68,8 @@ def nir_neuron(site: str, p: NeuronParams, dt: float = DEFAULT_DT) -> NirNeuron:
     Raises ``ValueError`` naming ``site`` for a soft reset, a growing membrane (``a > 1``) or an
     IF neuron with a constant drive ``c ≠ 0``.
     """
-    if dt <= 0:
-        raise ValueError(f"dt must be > 0, got {dt}")
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a finite number > 0, got {dt}")
     if p.v_reset is None:
         raise ValueError(f"neuron site {site!r} uses a soft reset (v ← v − θ), which NIR cannot express "
                          "(NIR neurons reset to v_reset); train with a hard reset "

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..data.base import ArrayDataset, DataSplits
 from ..models import neuron_sites
 from .config import HybridConfig
 from .policy import AutoConfig, Calibration, apply_hybrid, auto_select, parse_spec, static_sites
-from .spiking_relu import SpikingReLU
+from .spiking_relu import SpikingReLU, data_parallel_world
 
 SECTION = "hybrid"
 
@@ -102,6 +103,18 @@ def build_calibration(recipe: Any, cal: ArrayDataset, splits: DataSplits,
                        make_optimizer=lambda params: make_optimizer(params, recipe.train.optimizer))
 
 
+def same_on_every_rank(sites: list[str]) -> None:
+    """Under ``torchrun`` every rank calibrates on the same held-out data; refuse if the choices differ
+    (possible on GPUs with non-deterministic kernels), instead of training mismatched models."""
+    if data_parallel_world() == 1:
+        return
+    chosen: list[list[str] | None] = [None] * data_parallel_world()
+    dist.all_gather_object(chosen, list(sites))
+    if any(c != chosen[0] for c in chosen):
+        raise RuntimeError(f"hybrid auto selection differs between ranks: {chosen}; run the calibration in one "
+                           "process and train with the chosen sites listed in hybrid.sites")
+
+
 class HybridExtension:
     """Implements :class:`spikeforge.train.hooks.Extension` for ``[hybrid]``."""
 
@@ -120,9 +133,11 @@ class HybridExtension:
             return [HybridHook(sites, cfg.levels, cfg.sites)]
         cal_split = hold_out(splits, cfg.calibration_samples)
         if saved is not None and "sites" in saved:
-            if saved.get("policy") != cfg.sites or int(saved.get("levels", -1)) != cfg.levels:
-                raise ValueError(f"--resume: model.json was trained with hybrid policy {saved.get('policy')!r}, "
-                                 f"levels {saved.get('levels')}; the recipe says {cfg.sites!r}, levels {cfg.levels}")
+            was = (saved.get("policy"), int(saved.get("levels", -1)), int(saved.get("calibration_samples", -1)))
+            if was != (cfg.sites, cfg.levels, cfg.calibration_samples):
+                raise ValueError(f"--resume: model.json was trained with hybrid policy {was[0]!r}, levels {was[1]}, "
+                                 f"calibration_samples {was[2]}; the recipe says {cfg.sites!r}, levels {cfg.levels}, "
+                                 f"calibration_samples {cfg.calibration_samples}")
             sites = [str(s) for s in saved["sites"]]
             apply_hybrid(model, sites, cfg.levels)
             return [HybridHook(sites, cfg.levels, cfg.sites, len(cal_split), dict(saved.get("auto", {})))]
@@ -131,6 +146,7 @@ class HybridExtension:
         auto = AutoConfig(steps=cfg.calibration_steps, seed=recipe.train.seed, min_benefit=cfg.min_benefit,
                           max_sites=cfg.max_sites)
         result = auto_select(model, spec, cfg.levels, calibration, auto)
+        same_on_every_rank(result.sites)
         if not result.sites:
             warnings.warn(f"hybrid policy {cfg.sites!r} selected no site (budget {result.budget_sops:.4g} "
                           f"SOPs/sample over the pure SNN's {result.base.sops:.4g}): training a pure SNN",

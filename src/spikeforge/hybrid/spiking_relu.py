@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..neurons import Site
@@ -57,6 +58,20 @@ def quantize_levels(x: torch.Tensor, step: torch.Tensor | float, levels: int) ->
     return torch.round(x / step).clamp_(0, levels)
 
 
+def data_parallel_world() -> int:
+    """Processes in the data-parallel group (1 outside ``torchrun``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def global_numel(x: torch.Tensor) -> int:
+    """Elements of ``x`` summed over the data-parallel ranks (chunks may differ by one sample)."""
+    if data_parallel_world() == 1:
+        return x.numel()
+    n = torch.tensor(float(x.numel()), device=x.device)
+    dist.all_reduce(n, op=dist.ReduceOp.SUM)
+    return int(n.item())
+
+
 class SpikingReLU(Site):
     """Quantized ReLU site: ``y = s·clamp(round(x/s), 0, L)`` per time step."""
 
@@ -72,8 +87,12 @@ class SpikingReLU(Site):
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
-        """LSQ initialisation ``s = 2·mean(|x|)/√L`` (kept positive)."""
-        s = 2.0 * x.abs().mean() / math.sqrt(self.levels)
+        """LSQ initialisation ``s = 2·mean(|x|)/√L`` (kept positive); under DDP ``mean(|x|)`` is averaged
+        over the ranks, so every rank starts from the same step."""
+        total = torch.stack([x.abs().sum(), torch.tensor(float(x.numel()), device=x.device, dtype=x.dtype)])
+        if data_parallel_world() > 1:
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)  # the global batch's mean, whatever the chunk sizes
+        s = 2.0 * total[0] / total[1] / math.sqrt(self.levels)
         self.step.copy_(s.clamp(min=torch.finfo(self.step.dtype).eps).to(self.step.dtype))
         self.initialized.fill_(True)
 
@@ -81,7 +100,9 @@ class SpikingReLU(Site):
         if self.training and not bool(self.initialized):
             self.init_from(x)
         step = self.step.abs().clamp(min=torch.finfo(self.step.dtype).tiny).to(x.dtype)
-        grad_scale = 1.0 / math.sqrt(x.numel() * self.levels)
+        # LSQ's g = 1/√(N·L), N = elements of the *global* batch (DDP averages per-rank gradients)
+        n = global_numel(x) if self.training else x.numel()
+        grad_scale = 1.0 / math.sqrt(n * self.levels)
         return _LsqQuantize.apply(x, step, self.levels, grad_scale)
 
     def integer_levels(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,15 @@ each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment. Sem
 - ``train.batch_size`` stays the *global* batch: every rank walks the same seeded permutation and
   takes its contiguous chunk of each global batch (``torch.tensor_split``: sizes differ by at most
   one), so one step sees the same samples as a single-process step. DDP averages the per-rank
-  gradients; with equal chunks and a mean loss this equals the single-process gradient (batch-norm
-  statistics are per rank, as usual with DDP). A final global batch smaller than ``N`` is skipped.
-- random streams that differ per sample (augmentation, rate coding) are seeded per rank.
+  gradients, so each rank's mean loss is weighted by ``n_rank·N/n_global`` before backward
+  (:meth:`Distributed.loss_weight`): the result is the gradient of the global batch mean even when
+  chunks differ in size (batch-norm statistics are per rank, as usual with DDP). A final global
+  batch smaller than ``N`` is skipped.
+- random streams that differ per sample (augmentation, rate coding, dropout) are seeded per rank.
+- DDP broadcasts rank 0's buffers at every forward (``broadcast_buffers``), which keeps masks and
+  ranges identical at the cost of one broadcast per buffer per step.
+- the process group waits ``PROCESS_GROUP_TIMEOUT`` at a collective: long enough for rank 0's
+  evaluation and checkpoint while the other ranks wait at the epoch-end barrier.
 - rank 0 evaluates, writes ``metrics.jsonl`` and the checkpoints; the others wait at a barrier.
   Extensions act on every rank with identical inputs (parameters are synchronised by DDP, buffers
   such as masks and ranges are broadcast from rank 0 at each forward), so structures stay equal.
@@ -18,12 +24,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 RANK_SEED_STRIDE = 7_919  # per-rank offset of the per-sample random streams (rank 0: offset 0)
+PROCESS_GROUP_TIMEOUT = timedelta(hours=2)  # how long a rank waits at a collective (evaluation happens on rank 0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,10 @@ class Distributed:
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
+
+    def loss_weight(self, n_local: int, n_global: int) -> float:
+        """Factor on this rank's mean loss so that DDP's gradient average is the global batch mean."""
+        return n_local * self.world / n_global if self.enabled else 1.0
 
     def chunk(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's contiguous share of a global batch."""
@@ -92,8 +104,14 @@ def setup(d: Distributed, device: torch.device) -> torch.device:
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return device
+
+
+def teardown() -> None:
+    """Leave the process group at the end of a ``torchrun`` command."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_batch(d: Distributed, batch_size: int) -> None:

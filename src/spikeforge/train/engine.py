@@ -213,6 +213,8 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     if ddp.is_main:
         atomic_write_text(run_dir / "recipe.toml", to_toml(recipe))
     step_model = ddp.wrap(model, dev)  # the DDP wrapper (or the model itself) for training forwards
+    if ddp.enabled:
+        torch.manual_seed(cfg.seed + ddp.rank * RANK_SEED_STRIDE)  # dropout masks differ per rank
 
     loss_fn = get_loss(cfg.loss)
     augment = BatchAugment.from_config(recipe.data)
@@ -234,7 +236,8 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet or not ddp.is_main,
                    leave=False)
         for i, (x, y) in enumerate(bar):
-            if y.shape[0] < ddp.world:
+            n_global = y.shape[0]
+            if n_global < ddp.world:
                 continue  # a final global batch too small to give every rank a sample
             x, y = ddp.chunk(x, y)
             factor = lr_factor(epoch - 1 + i / steps_per_epoch, cfg.epochs, cfg.schedule)
@@ -245,7 +248,7 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
                 out = step_model(inp)
             loss = loss_fn(out.float(), y, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ddp.loss_weight(y.shape[0], n_global)).backward()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
