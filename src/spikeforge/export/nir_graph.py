@@ -28,8 +28,6 @@ hybrid SpikingReLU sites, soft-reset neurons, and any other layer type.
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from .. import layers as L
 from ..develop.masking import is_masked
 from ..models.resnet import BasicBlock
 from ..neurons import Site, SpikingNeuron
+from ..train.checkpoint import atomic_write_with
 from .neuron_map import DEFAULT_DT, nir_neuron
 
 INSTALL_HINT = "pip install 'spikeforge[nir]'"
@@ -331,17 +330,7 @@ def write_nir(graph: Any, path: str | Path) -> Path:
     """Write ``graph`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
     nir = import_nir()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        with open(tmp, "rb+") as f:  # flush to disk before the rename makes the file visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, lambda tmp: nir.write(tmp, graph))
     return path
 
 

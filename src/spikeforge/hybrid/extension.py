@@ -28,9 +28,10 @@ from torch import nn
 
 from ..data.base import ArrayDataset, DataSplits
 from ..models import neuron_sites
+from ..train.distributed import group_size
 from .config import HybridConfig
 from .policy import AutoConfig, Calibration, apply_hybrid, auto_select, parse_spec, static_sites
-from .spiking_relu import SpikingReLU, data_parallel_world
+from .spiking_relu import SpikingReLU
 
 SECTION = "hybrid"
 
@@ -106,9 +107,9 @@ def build_calibration(recipe: Any, cal: ArrayDataset, splits: DataSplits,
 def same_on_every_rank(sites: list[str]) -> None:
     """Under ``torchrun`` every rank calibrates on the same held-out data; refuse if the choices differ
     (possible on GPUs with non-deterministic kernels), instead of training mismatched models."""
-    if data_parallel_world() == 1:
+    if group_size() == 1:
         return
-    chosen: list[list[str] | None] = [None] * data_parallel_world()
+    chosen: list[list[str] | None] = [None] * group_size()
     dist.all_gather_object(chosen, list(sites))
     if any(c != chosen[0] for c in chosen):
         raise RuntimeError(f"hybrid auto selection differs between ranks: {chosen}; run the calibration in one "

@@ -24,10 +24,10 @@ import math
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..neurons import Site
+from ..train.distributed import all_sum, group_size
 
 
 class _LsqQuantize(torch.autograd.Function):
@@ -58,18 +58,11 @@ def quantize_levels(x: torch.Tensor, step: torch.Tensor | float, levels: int) ->
     return torch.round(x / step).clamp_(0, levels)
 
 
-def data_parallel_world() -> int:
-    """Processes in the data-parallel group (1 outside ``torchrun``)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def global_numel(x: torch.Tensor) -> int:
     """Elements of ``x`` summed over the data-parallel ranks (chunks may differ by one sample)."""
-    if data_parallel_world() == 1:
+    if group_size() == 1:
         return x.numel()
-    n = torch.tensor(float(x.numel()), device=x.device)
-    dist.all_reduce(n, op=dist.ReduceOp.SUM)
-    return int(n.item())
+    return int(all_sum(torch.tensor(float(x.numel()), device=x.device)).item())
 
 
 class SpikingReLU(Site):
@@ -89,9 +82,8 @@ class SpikingReLU(Site):
     def init_from(self, x: torch.Tensor) -> None:
         """LSQ initialisation ``s = 2·mean(|x|)/√L`` (kept positive); under DDP ``mean(|x|)`` is averaged
         over the ranks, so every rank starts from the same step."""
-        total = torch.stack([x.abs().sum(), torch.tensor(float(x.numel()), device=x.device, dtype=x.dtype)])
-        if data_parallel_world() > 1:
-            dist.all_reduce(total, op=dist.ReduceOp.SUM)  # the global batch's mean, whatever the chunk sizes
+        # the global batch's mean, whatever the chunk sizes
+        total = all_sum(torch.stack([x.abs().sum(), torch.tensor(float(x.numel()), device=x.device, dtype=x.dtype)]))
         s = 2.0 * total[0] / total[1] / math.sqrt(self.levels)
         self.step.copy_(s.clamp(min=torch.finfo(self.step.dtype).eps).to(self.step.dtype))
         self.initialized.fill_(True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,24 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_with(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` fills a temporary file beside ``path``; it is flushed to disk, then renamed onto
+    ``path``, so readers see the old file or the complete new one, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,18 +58,8 @@ def read_json(path: Path) -> Any:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` (contiguous CPU copies; shared storage is duplicated) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        save_file(clean, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:  # flush to disk before the rename makes the file visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    atomic_write_with(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -56,9 +56,7 @@ class Distributed:
         """Element-wise sum of ``values`` over all ranks (identity in a single process)."""
         if not self.enabled:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+        return all_sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
 
     def loss_weight(self, n_local: int, n_global: int) -> float:
         """Factor on this rank's mean loss so that DDP's gradient average is the global batch mean."""
@@ -75,6 +73,18 @@ class Distributed:
             return model
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def group_size() -> int:
+    """Processes in the initialised process group (1 outside ``torchrun``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the process group, in place (unchanged in a single process)."""
+    if group_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
 
 
 def _env_int(name: str, default: int) -> int:

@@ -186,7 +186,8 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
 
     model = build_model(recipe.model).to(dev)
     hooks: dict[str, list[Any]] = {}
-    saved_meta = read_json(run_dir / MODEL_META).get("extensions", {}) if resume else {}
+    model_meta = read_json(run_dir / MODEL_META) if resume else {}
+    saved_meta = model_meta.get("extensions", {})
     for ext in active_extensions(recipe):
         hooks[ext.section] = list(ext.prepare(recipe, model, splits, dev, saved=saved_meta.get(ext.section)))
     model.to(dev)
@@ -194,7 +195,7 @@ def train(recipe: Recipe, run_dir: str | Path, data_root: str | Path | None = No
     start_epoch, best = 1, 0.0
     if resume:
         state = read_json(run_dir / OPTIM_META)
-        model_epoch = read_json(run_dir / MODEL_META).get("epoch")
+        model_epoch = model_meta.get("epoch")
         if model_epoch != state["epoch"]:
             raise ValueError(f"{run_dir}: model.json is at epoch {model_epoch} but optim.json at {state['epoch']} "
                              "(interrupted checkpoint); cannot resume exactly")
