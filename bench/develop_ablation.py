@@ -49,7 +49,7 @@ def main() -> None:
         recipe = load_recipe(a.recipe, [*a.overrides, f"train.epochs={a.epochs}", *(extra or [])])
         if extra is None:
             recipe = copy.deepcopy(recipe)
-            recipe.develop = None
+            recipe.methods.pop("develop", None)
         run_dir = out / slug
         rec = train(recipe, run_dir, data_root=a.data, device=a.device, quiet=True)
         row = {"variant": label, "test_accuracy": rec["test_accuracy"],

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import spikeforge.data as data
-from spikeforge.data import DEFAULT_ROOTS, load_dataset, resolve_root
+from spikeforge.data import DEFAULT_ROOTS, dataset_folder, load_dataset, resolve_root
 from spikeforge.data.base import ArrayDataset, DatasetInfo, DataSplits
 from spikeforge.data.config import DataConfig
 from spikeforge.data.events import EVENT_DATASETS
@@ -33,10 +33,10 @@ def test_unknown_name_lists_valid_names() -> None:
         load_dataset(DataConfig(name="imagenet22k"))
 
 
-def test_root_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_root_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     assert DEFAULT_ROOTS["cifar10"] == "cifar10-jpeg" and DEFAULT_ROOTS["nmnist"] == "nmnist-1k"
-    with pytest.raises(FileNotFoundError, match="shared/data/cifar10-jpeg \\(the default folder.*--data"):
+    with pytest.raises(FileNotFoundError, match="shared/data/cifar10-jpeg \\(the fallback folder.*--data"):
         resolve_root(DataConfig(name="cifar10"))
     with pytest.raises(FileNotFoundError, match="nowhere \\(data.root"):
         resolve_root(DataConfig(name="mnist", root="nowhere"))
@@ -46,6 +46,11 @@ def test_root_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     if not default.exists():  # the default is ../shared/data/<folder> relative to the working directory
         with pytest.raises(FileNotFoundError, match="--data"):
             load_dataset(DataConfig(name="mnist"))
+    capsys.readouterr()
+    (tmp_path.parent / "shared" / "data" / "fallback-only").mkdir(parents=True, exist_ok=True)
+    assert resolve_root(DataConfig(name="fallback-only")) == Path("..") / "shared" / "data" / "fallback-only"
+    assert "no --data and no data.root given; using ../shared/data/fallback-only" in capsys.readouterr().err
+    assert dataset_folder(DataConfig(name="mnist-bundled")) is None  # shipped in the package: no folder
 
 
 def test_bundled_needs_no_root_and_stats_override() -> None:

@@ -12,9 +12,10 @@ from develop_helpers import synthetic_splits, tiny_config, tiny_model, tiny_reci
 from spikeforge.cli import main as cli_main
 from spikeforge.develop.chain import chain_children, index_plan, resize
 from spikeforge.develop.compact import REPORT, compact_run, compact_state, param_count
-from spikeforge.develop.extension import equip
+from spikeforge.develop.development import equip
 from spikeforge.develop.masking import is_masked, sync_gates
 from spikeforge.develop.pruning import prune_neurons
+from spikeforge.hybrid.config import HybridConfig
 from spikeforge.hybrid.spiking_relu import SpikingReLU
 from spikeforge.models import build_model, neuron_sites, replace_module
 from spikeforge.train.engine import evaluate_model, train
@@ -118,11 +119,12 @@ def test_compact_run_writes_a_smaller_verified_run(developed_run: Path, tmp_path
     assert rep["ops_after"]["energy_pj"] < rep["ops_before"]["energy_pj"]
     assert rep["ops_after"]["macs"] <= rep["ops_before"]["macs"]
     src, dst = load_run(developed_run), load_run(out)
-    assert dst.recipe.develop is not None and dst.recipe.develop.widths == rep["widths_after"]
+    assert dst.method_meta("develop")["widths"] == rep["widths_after"]  # kept widths: run metadata, not recipe
+    assert dst.recipe == src.recipe
     assert not any(is_masked(m) for m in dst.model.modules())
     assert dst.model.fc1.out_features == rep["widths_after"]["fc1"]
     assert type(dst.model.sn1) is type(src.model.sn1)  # hybrid sites are kept
-    assert (src.recipe.hybrid is None) != isinstance(dst.model.sn1, SpikingReLU)
+    assert (src.recipe.section(HybridConfig) is None) != isinstance(dst.model.sn1, SpikingReLU)
     splits = synthetic_splits()
     info, data = splits.info, src.recipe.data
     cpu = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The [develop] extension: default layers, the per-epoch schedule, metadata/restore, engine runs."""
+"""The [develop] method: default layers, the per-epoch schedule, metadata/restore, engine runs."""
 
 from __future__ import annotations
 
@@ -10,23 +10,27 @@ import torch
 from develop_helpers import synthetic_splits, tiny_model, tiny_recipe
 
 from spikeforge.develop.config import DevelopConfig
-from spikeforge.develop.extension import EXTENSION, DevelopHook, equip
+from spikeforge.develop.development import Development, equip
+from spikeforge.develop.extension import METHOD
 from spikeforge.develop.masking import MaskedBatchNorm2d, is_masked
 from spikeforge.develop.plot import plot_development
+from spikeforge.train.distributed import Distributed
 from spikeforge.train.engine import train
-from spikeforge.train.rundir import load_run
+from spikeforge.train.hooks import TrainContext
+from spikeforge.train.rundir import RunDir, load_run
 
 CPU = torch.device("cpu")
 
 
-def _prepared(name: str = "sdsnn_convnet", epochs: int = 20, **develop: object) -> tuple[torch.nn.Module, DevelopHook]:
+def _prepared(name: str = "sdsnn_convnet", epochs: int = 20, **develop: object) -> tuple[torch.nn.Module, Development]:
+    """The model and the Development the engine's [develop] method prepares for it."""
     recipe = tiny_recipe(epochs)
     recipe.model.name = name
     for key, value in develop.items():
-        setattr(recipe.develop, key, value)
+        setattr(METHOD.config(recipe), key, value)
     model = tiny_model(name)
-    (hook,) = EXTENSION.prepare(recipe, model, None, CPU)
-    return model, hook
+    hook = METHOD.prepare(TrainContext(recipe, model, synthetic_splits(), CPU, Distributed()))
+    return model, hook.development
 
 
 def test_default_pruned_layers_follow_the_reference() -> None:
@@ -36,16 +40,16 @@ def test_default_pruned_layers_follow_the_reference() -> None:
     assert hook.rates == {"conv2": 5.0, "fc1": 35.0}
     model, hook = _prepared("cifar_convnet")
     assert hook.names == [f"conv{i}" for i in range(1, 7)] + ["fc1"]
-    assert hook.bn_of == {f"conv{i}": f"bn{i}" for i in range(1, 7)}
+    assert hook.batchnorms == {f"conv{i}": f"bn{i}" for i in range(1, 7)}
     assert isinstance(model.bn3, MaskedBatchNorm2d)
 
 
 def test_epoch_schedule_constraint_then_pruning_then_rate_growth() -> None:
     model, hook = _prepared(epochs=20)  # C = round(18 * 20 / 300) = 1: pruning from epoch 3
     for epoch in (1, 2):
-        rec = hook.on_epoch_end(epoch, 20, model)
+        rec = hook.end_epoch(epoch)
         assert rec["develop.fc1.rate"] == 0.0 and rec["develop.fc1.neurons_alive"] == 30
-    rec = hook.on_epoch_end(3, 20, model)
+    rec = hook.end_epoch(3)
     assert rec["develop.fc1.rate"] == 35.0
     assert rec["develop.fc1.neurons_alive"] == 30 - 10  # floor(30 * 35 / 100)
     assert rec["develop.fc1.neurons_pruned"] == 10
@@ -62,7 +66,7 @@ def test_epoch_schedule_constraint_then_pruning_then_rate_growth() -> None:
 def test_regrown_neuron_is_revived_instead_of_re_pruned(revives: bool) -> None:
     model, hook = _prepared(adaptive_rates=False, regen_revives_neurons=revives)  # C = 1, R = 1
     for epoch in (1, 2, 3):
-        hook.on_epoch_end(epoch, 20, model)
+        hook.end_epoch(epoch)
     mask = model.fc1.weight_mask
     dead_rows = torch.nonzero(mask.amax(1) == 0).flatten()
     dead = int(dead_rows[0])
@@ -73,7 +77,7 @@ def test_regrown_neuron_is_revived_instead_of_re_pruned(revives: bool) -> None:
         alive = mask.amax(1) > 0
         model.fc1.range_hi[alive] *= 2  # living neurons' ranges expanded: they are the important ones
         model.fc1.range_lo[alive] *= 2
-    rec = hook.on_epoch_end(4, 20, model)
+    rec = hook.end_epoch(4)
     assert rec["develop.fc1.synapses_regenerated"] > 0
     assert rec["develop.fc1.neurons_revived"] == 1
     if revives:
@@ -87,13 +91,16 @@ def test_regrown_neuron_is_revived_instead_of_re_pruned(revives: bool) -> None:
 def test_hook_state_roundtrip_and_restore_rebuilds_the_structure() -> None:
     model, hook = _prepared()
     for epoch in range(1, 4):
-        hook.on_epoch_end(epoch, 20, model)
-    other = DevelopHook(DevelopConfig(), hook.names, hook.bn_of, {"conv2": 0.0, "fc1": 0.0})
+        hook.end_epoch(epoch)
+    other = Development(tiny_model(seed=2), DevelopConfig(), 20, hook.names)
     other.load_state_dict(json.loads(json.dumps(hook.state_dict())))
     assert other.rates == hook.rates and other.last_epoch == 3
     fresh = tiny_model(seed=3)
-    EXTENSION.restore(tiny_recipe(), fresh, json.loads(json.dumps(hook.metadata())))
+    meta = json.loads(json.dumps(hook.metadata()))
+    METHOD.restore(tiny_recipe(), fresh, meta)
     fresh.load_state_dict(model.state_dict())  # strict: every buffer exists
+    assert torch.equal(fresh.fc1.weight_mask, model.fc1.weight_mask)
+    METHOD.finish_loading(fresh, meta)  # the explicit inference step: masks baked into the weights
     assert torch.equal(fresh.fc1.weight.detach(), (model.fc1.weight * model.fc1.weight_mask).detach())
 
 
@@ -114,7 +121,7 @@ def test_engine_run_records_development_and_reloads(tmp_path: Path) -> None:
     assert [r["develop.fc1.rate"] for r in records[:2]] == [0.0, 0.0]
     assert records[2]["develop.fc1.neurons_alive"] < records[1]["develop.fc1.neurons_alive"]
     assert records[-1]["develop.pruning_rate"] > 0.0
-    png = plot_development(tmp_path / "run")
+    png = plot_development(RunDir(tmp_path / "run"))
     assert png.stat().st_size > 0
     loaded = load_run(tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())

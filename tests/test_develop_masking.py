@@ -8,10 +8,13 @@ from safetensors.torch import load_file, save_file
 
 from spikeforge import layers as L
 from spikeforge.develop.masking import (
+    MASK_BUFFERS,
     MaskedBatchNorm2d,
     attach_channel_gate,
     attach_mask,
+    bake_masks,
     following_batchnorms,
+    strip_masks,
     sync_gates,
 )
 
@@ -62,15 +65,22 @@ def test_state_dict_keys_stay_plain_and_save_as_safetensors(tmp_path) -> None:  
     assert torch.equal(other.fc1.weight_mask, model.fc1.weight_mask)
 
 
-def test_bake_on_load_folds_the_mask_into_the_weights() -> None:
+def test_baking_folds_the_mask_into_the_weights_and_strip_restores_plain_layers() -> None:
     model = tiny_model()
     attach_mask(model.fc1).weight_mask[0] = 0
     state = model.state_dict()
     other = tiny_model(seed=1)
-    attach_mask(other.fc1).bake_on_load = True
+    attach_mask(other.fc1)
     other.load_state_dict(state)
+    x = torch.rand(2, 3, 1, 8, 8)
+    before = other(x)
+    bake_masks(other)
     assert torch.equal(other.fc1.weight[0].detach(), torch.zeros_like(other.fc1.weight[0]))
     assert torch.equal(other.fc1.weight[1].detach(), model.fc1.weight[1].detach())
+    assert torch.equal(other.fc1.bias[0].detach(), torch.zeros(()))  # a dead neuron's bias is gated too
+    strip_masks(other, MASK_BUFFERS)
+    assert type(other.fc1) is L.Linear and "fc1.weight_mask" not in other.state_dict()
+    torch.testing.assert_close(other(x), before)  # the baked plain model computes what the masked one did
 
 
 def test_dead_conv_channel_is_silenced_through_its_batch_norm() -> None:

@@ -9,9 +9,11 @@ import torch
 
 from spikeforge.data.base import ArrayDataset, DatasetInfo, DataSplits
 from spikeforge.hybrid.config import HybridConfig
-from spikeforge.hybrid.extension import EXTENSION, hold_out, site_steps
+from spikeforge.hybrid.extension import METHOD, HybridHook, hold_out, site_steps
 from spikeforge.hybrid.spiking_relu import SpikingReLU
 from spikeforge.models import ModelConfig, build_model, neuron_sites
+from spikeforge.train.distributed import Distributed
+from spikeforge.train.hooks import Metadata, TrainContext
 from spikeforge.train.recipe import Recipe
 from spikeforge.train.rundir import build_from_meta
 
@@ -40,6 +42,15 @@ def _splits(n: int = 60, seed: int = 0) -> DataSplits:
     return DataSplits(ArrayDataset(x, y), ArrayDataset(x[:10], y[:10]), info)
 
 
+def _ctx(recipe: Recipe, model: torch.nn.Module, splits: DataSplits) -> TrainContext:
+    return TrainContext(recipe, model, splits, CPU, Distributed())
+
+
+def _prepare(recipe: Recipe, model: torch.nn.Module, splits: DataSplits,
+             saved: Metadata | None = None) -> HybridHook:
+    return METHOD.prepare(_ctx(recipe, model, splits), saved)
+
+
 def _input(seed: int = 0) -> torch.Tensor:
     return torch.rand(T, 4, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2
 
@@ -47,7 +58,7 @@ def _input(seed: int = 0) -> torch.Tensor:
 def test_prepare_static_policy_and_metadata() -> None:
     recipe, model, splits = _recipe(), build_model(_recipe().model), _splits()
     train_before = splits.train
-    (hook,) = EXTENSION.prepare(recipe, model, splits, CPU)
+    hook = _prepare(recipe, model, splits)
     assert splits.train is train_before  # nothing held out without auto
     sites = neuron_sites(model)
     assert [n for n, s in sites.items() if isinstance(s, SpikingReLU)] == ["sn2", "sn3"]
@@ -60,16 +71,17 @@ def test_prepare_static_policy_and_metadata() -> None:
 def test_none_policy_replaces_nothing() -> None:
     recipe = _recipe("none")
     model = build_model(recipe.model)
-    (hook,) = EXTENSION.prepare(recipe, model, _splits(), CPU)
+    hook = _prepare(recipe, model, _splits())
     assert hook.sites == [] and not any(isinstance(s, SpikingReLU) for s in neuron_sites(model).values())
-    assert hook.on_epoch_end(1, 1, model) == {}
+    assert hook.end_epoch(_ctx(recipe, model, _splits())) == {}
 
 
 def test_steps_are_initialised_by_the_first_training_forward_and_reported() -> None:
     recipe = _recipe()
     model = build_model(recipe.model)
-    (hook,) = EXTENSION.prepare(recipe, model, _splits(), CPU)
-    assert hook.on_epoch_end(1, 2, model) == {"hybrid.step.sn2": 1.0, "hybrid.step.sn3": 1.0}
+    hook = _prepare(recipe, model, _splits())
+    ctx = _ctx(recipe, model, _splits())
+    assert hook.end_epoch(ctx) == {"hybrid.step.sn2": 1.0, "hybrid.step.sn3": 1.0}
     inputs: dict[str, torch.Tensor] = {}
     handles = [model.get_submodule(n).register_forward_pre_hook(
         lambda _m, a, n=n: inputs.__setitem__(n, a[0].detach())) for n in ("sn2", "sn3")]
@@ -77,7 +89,7 @@ def test_steps_are_initialised_by_the_first_training_forward_and_reported() -> N
     model(_input())
     for h in handles:
         h.remove()
-    steps = hook.on_epoch_end(1, 2, model)
+    steps = hook.end_epoch(ctx)
     for n in ("sn2", "sn3"):
         expected = float(2 * inputs[n].abs().mean() / 7 ** 0.5)
         assert steps[f"hybrid.step.{n}"] == pytest.approx(expected, rel=1e-5)
@@ -88,7 +100,7 @@ def test_restore_round_trip_loads_weights_and_keeps_steps() -> None:
     recipe = _recipe("sn1,sn3", levels=3)
     torch.manual_seed(0)
     model = build_model(recipe.model)
-    (hook,) = EXTENSION.prepare(recipe, model, _splits(), CPU)
+    hook = _prepare(recipe, model, _splits())
     model.train()
     model(_input(1))  # LSQ init
     with torch.no_grad():
@@ -98,7 +110,7 @@ def test_restore_round_trip_loads_weights_and_keeps_steps() -> None:
 
     torch.manual_seed(99)  # different initial weights: everything must come from the checkpoint
     restored = build_model(recipe.model)
-    EXTENSION.restore(recipe, restored, meta)
+    METHOD.restore(recipe, restored, meta)
     restored.load_state_dict(state, strict=True)
     model.eval(), restored.eval()
     x = _input(2)
@@ -109,7 +121,7 @@ def test_restore_round_trip_loads_weights_and_keeps_steps() -> None:
     restored(x * 10)  # a restored, initialised step is not re-initialised
     assert restored.get_submodule("sn3").step.item() == step
 
-    # the run-directory loader goes through the same EXTENSIONS table
+    # the run-directory loader goes through the same registered method
     via_loader = build_from_meta(recipe, {"extensions": {"hybrid": meta}})
     via_loader.load_state_dict(state, strict=True)
     assert [n for n, s in neuron_sites(via_loader).items() if isinstance(s, SpikingReLU)] == ["sn1", "sn3"]
@@ -117,14 +129,14 @@ def test_restore_round_trip_loads_weights_and_keeps_steps() -> None:
 
 def test_restore_without_metadata_and_levels_from_metadata() -> None:
     model = build_model(_recipe().model)
-    EXTENSION.restore(_recipe("first:1", levels=5), model, {})  # static policy: resolved from the recipe
+    METHOD.restore(_recipe("first:1", levels=5), model, {})  # static policy: resolved from the recipe
     assert isinstance(model.sn1, SpikingReLU) and model.sn1.levels == 5
     model = build_model(_recipe().model)
-    EXTENSION.restore(_recipe("first:1", levels=5), model, {"sites": ["sn2"], "levels": 9})
+    METHOD.restore(_recipe("first:1", levels=5), model, {"sites": ["sn2"], "levels": 9})
     assert isinstance(model.sn2, SpikingReLU) and model.sn2.levels == 9
     assert not isinstance(model.sn1, SpikingReLU)
     with pytest.raises(ValueError, match="lacks the chosen sites"):
-        EXTENSION.restore(_recipe("auto:0.5"), build_model(_recipe().model), {})
+        METHOD.restore(_recipe("auto:0.5"), build_model(_recipe().model), {})
 
 
 def test_hold_out_takes_the_last_samples() -> None:
@@ -144,7 +156,7 @@ def test_prepare_auto_holds_out_calibration_and_is_deterministic() -> None:
     for _ in range(2):
         torch.manual_seed(0)
         model, splits = build_model(recipe.model), _splits(100)
-        (hook,) = EXTENSION.prepare(recipe, model, splits, CPU)
+        hook = _prepare(recipe, model, splits)
         assert len(splits.train) == 60  # the engine trains on the rest only
         meta = json.loads(json.dumps(hook.metadata()))
         assert meta["calibration_samples"] == 40 and meta["policy"] == "auto:100"
@@ -157,18 +169,17 @@ def test_prepare_auto_holds_out_calibration_and_is_deterministic() -> None:
 def test_resume_reuses_the_saved_auto_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = _recipe("auto:100", calibration_samples=40, calibration_batch_size=10, calibration_steps=2)
     torch.manual_seed(0)
-    (first,) = EXTENSION.prepare(recipe, build_model(recipe.model), _splits(100), CPU)
+    first = _prepare(recipe, build_model(recipe.model), _splits(100))
     saved = json.loads(json.dumps(first.metadata()))
 
     def no_calibration(*args: object, **kwargs: object) -> None:
         raise AssertionError("--resume must not calibrate again")
 
-    monkeypatch.setattr("spikeforge.hybrid.extension.auto_select", no_calibration)
+    monkeypatch.setattr("spikeforge.hybrid.extension.select", no_calibration)
     model, splits = build_model(recipe.model), _splits(100)
-    (hook,) = EXTENSION.prepare(recipe, model, splits, CPU, saved=saved)
+    hook = _prepare(recipe, model, splits, saved)
     assert len(splits.train) == 60  # the same calibration split is still held out
     assert json.loads(json.dumps(hook.metadata())) == saved
     assert [n for n, s in neuron_sites(model).items() if isinstance(s, SpikingReLU)] == saved["sites"]
     with pytest.raises(ValueError, match="trained with hybrid policy"):
-        EXTENSION.prepare(_recipe("auto:50", calibration_samples=40), build_model(recipe.model), _splits(100),
-                          CPU, saved=saved)
+        _prepare(_recipe("auto:50", calibration_samples=40), build_model(recipe.model), _splits(100), saved)

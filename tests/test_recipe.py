@@ -6,6 +6,8 @@ import tomllib
 
 import pytest
 
+from spikeforge.develop.config import DevelopConfig
+from spikeforge.hybrid.config import HybridConfig
 from spikeforge.train.recipe import (
     Recipe,
     RecipeError,
@@ -53,8 +55,9 @@ def test_overrides_parse_toml_values() -> None:
 def test_int_accepted_for_float_and_optional_sections() -> None:
     r = recipe_from_dict({"train": {"optimizer": {"lr": 1}}, "hybrid": {"sites": "last:1"}})
     assert r.train.optimizer.lr == 1.0 and isinstance(r.train.optimizer.lr, float)
-    assert r.hybrid is not None and r.hybrid.sites == "last:1"
-    assert r.develop is None
+    hybrid = r.section(HybridConfig)
+    assert hybrid is not None and hybrid.sites == "last:1" and r.methods == {"hybrid": hybrid}
+    assert r.section(DevelopConfig) is None
 
 
 def test_toml_round_trip(tmp_path) -> None:

@@ -1,69 +1,64 @@
-"""Plots of a run directory's ``metrics.jsonl`` (matplotlib, Agg backend: no display needed)."""
+"""Drawing figures from metrics records (no knowledge of runs or methods).
+
+Figures use matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`): no pyplot, so no
+global backend is chosen or changed — a PNG is rendered by Agg when it is saved, and a user's own
+backend (a notebook's, a GUI's) is left alone. matplotlib itself is imported on the first figure.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-TRAINING_PLOT = "training.png"
-FIGURE_SIZE = (11, 3.6)
 FIGURE_DPI = 120
+TRAINING_FIGSIZE = (11, 3.6)
+MAX_LEGEND_SITES = 12  # more sites than this: no legend on the activity panel
+PERCENT = 100.0
+Record = dict[str, Any]
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics (is this a run directory?)")
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e})") from None
-    return records
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 
-def plot_training(run_dir: str | Path) -> Path:
-    """Loss, accuracy and per-site firing rates per epoch → ``training.png``."""
-    records = read_metrics(run_dir)
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Lay out and write ``fig`` as a PNG at :data:`FIGURE_DPI`."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=FIGURE_DPI)
+    return path
+
+
+def series(records: Sequence[Record], key: str, scale: float = 1.0) -> list[float]:
+    """``scale · record[key]`` per record (NaN where the record lacks it)."""
+    return [scale * r[key] if key in r else float("nan") for r in records]
+
+
+def plot_training(records: Sequence[Record], path: Path) -> Path:
+    """Loss, accuracy and per-site activity per epoch → ``path``."""
     epochs = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=FIGURE_SIZE)
-    axes[0].plot(epochs, [r["train_loss"] for r in records], label="train")
-    axes[0].plot(epochs, [r["test_loss"] for r in records], label="test")
-    axes[0].set_title("loss")
-    axes[1].plot(epochs, [100 * r["train_accuracy"] for r in records], label="train")
-    axes[1].plot(epochs, [100 * r["test_accuracy"] for r in records], label="test")
-    axes[1].set_title("accuracy (%)")
-    sites = list(records[-1].get("firing_rates", {}))
+    fig = new_figure(TRAINING_FIGSIZE)
+    loss, acc, activity = fig.subplots(1, 3)
+    loss.plot(epochs, series(records, "train_loss"), label="train")
+    loss.plot(epochs, series(records, "test_loss"), label="test")
+    loss.set_title("loss")
+    acc.plot(epochs, series(records, "train_accuracy", PERCENT), label="train")
+    acc.plot(epochs, series(records, "test_accuracy", PERCENT), label="test")
+    acc.set_title("accuracy (%)")
+    sites = list(records[-1].get("firing_rates", {})) if records else []
     for site in sites:
-        axes[2].plot(epochs, [r.get("firing_rates", {}).get(site, float("nan")) for r in records], label=site)
-    axes[2].set_title("activity per site")
-    for ax in axes:
+        activity.plot(epochs, [r.get("firing_rates", {}).get(site, float("nan")) for r in records], label=site)
+    activity.set_title("activity per site")
+    for ax in (loss, acc, activity):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[1].legend()
-    if 0 < len(sites) <= 12:
-        axes[2].legend(fontsize=6)
-    fig.tight_layout()
-    out = Path(run_dir) / TRAINING_PLOT
-    fig.savefig(out, dpi=FIGURE_DPI)
-    plt.close(fig)
-    return out
-
-
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Every plot that applies to the run (training curves; structural development if present)."""
-    paths = [plot_training(run_dir)]
-    if any(k.endswith("pruning_rate") for r in read_metrics(run_dir) for k in r):
-        from .develop.plot import plot_development
-
-        paths.append(plot_development(run_dir))
-    return paths
+    loss.legend()
+    acc.legend()
+    if 0 < len(sites) <= MAX_LEGEND_SITES:
+        activity.legend(fontsize=6)
+    return save_figure(fig, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,10 +27,9 @@ def run(args: argparse.Namespace) -> int:
           f"({', '.join(f'{k} {v}' for k, v in ops.items())}); coding {args.coding}, "
           f"input {args.input_encoding}")
     if args.input_encoding == "analog":
-        from ..train.checkpoint import read_json
-        from ..train.rundir import MODEL_META
+        from ..train.rundir import RunDir, stored_recipe
 
-        encoding = read_json(Path(args.run_dir) / MODEL_META)["recipe"]["data"]["encoding"]
+        encoding = stored_recipe(RunDir(args.run_dir)).data.encoding
         if encoding == "rate":
             print("note: the input is rate-coded (binary spikes): the first layer only accumulates")
         else:

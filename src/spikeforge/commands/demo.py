@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..hybrid.compare import PLOT_NAME, compare_policies, format_table
     from ..hybrid.compare import ROWS_NAME as COMPARISON_MARKER
+    from ..reparam.verify import LOGIT_TOLERANCE
     from ..train.recipe import load_recipe
 
     overrides = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs is not None else [])
@@ -40,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
                             quiet=False)
     print()
     print(format_table(rows))
-    ok = all(r["max_abs_logit_diff"] <= 1e-9 and r["argmax_agreement"] == 1.0 and r["binary_inputs"] for r in rows)
+    ok = all(r["max_abs_logit_diff"] <= LOGIT_TOLERANCE and r["argmax_agreement"] == 1.0 and r["binary_inputs"]
+             for r in rows)
     print()
-    print(f"converted == hybrid (max |Δlogit| <= 1e-9, same argmax) and every synaptic layer sees only binary "
-          f"spikes (bit-plane input encoding): {'yes' if ok else 'NO'}")
+    print(f"converted == hybrid (max |Δlogit| <= {LOGIT_TOLERANCE:g}, same argmax) and every synaptic layer sees "
+          f"only binary spikes (bit-plane input encoding): {'yes' if ok else 'NO'}")
     print(f"plot: {out / PLOT_NAME}   runs: {out}/   ({time.perf_counter() - t0:.0f} s)")
     return 0 if ok else 1

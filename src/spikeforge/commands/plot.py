@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plots import plot_run
+    from ..train.report import plot_run
 
     for path in plot_run(args.run_dir):
         print(path)

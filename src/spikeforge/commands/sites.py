@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..train.schema import Recipe
+
 PROBE_TIME_STEPS = 1  # the probe forward pass uses one time step and one sample
 PROBE_BATCH = 1
 
@@ -54,19 +56,21 @@ def format_table(rows: list[dict[str, Any]], selected: list[str] | None) -> str:
     return "\n".join(lines)
 
 
-def _auto_choice(recipe: Any, data_root: str, device: str) -> tuple[list[str], dict[str, Any]]:
-    from ..data import load_dataset
-    from ..hybrid.extension import EXTENSION
+def _auto_choice(recipe: Recipe, data_root: str, device: str) -> tuple[list[str], dict[str, Any]]:
+    """Run the ``auto:`` calibration exactly as training would start it; returns the sites and the metadata."""
+    from ..hybrid.extension import METHOD
     from ..models import build_model
-    from ..train.engine import fit_recipe_to_data, resolve_device
+    from ..train.devices import resolve_device
+    from ..train.distributed import Distributed
+    from ..train.hooks import TrainContext
+    from ..train.session import fit_recipe_to_data, load_training_data
 
     dev = resolve_device(device if device != "auto" else recipe.train.device)
-    splits = load_dataset(recipe.data, data_root)
-    info = splits.info
-    fit_recipe_to_data(recipe, info)
+    splits = load_training_data(recipe, data_root)
+    fit_recipe_to_data(recipe, splits.info)
     torch.manual_seed(recipe.train.seed)  # the same initial weights the engine would train
     model = build_model(recipe.model).to(dev)
-    (hook,) = EXTENSION.prepare(recipe, model, splits, dev)
+    hook = METHOD.prepare(TrainContext(recipe, model, splits, dev, Distributed()))
     return hook.sites, hook.metadata()
 
 
@@ -79,21 +83,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..hybrid.policy import parse_spec, static_sites
-    from ..models import build_model, neuron_sites
+    from ..hybrid.config import HybridConfig
+    from ..hybrid.policy import parse_spec, select_sites
+    from ..models import build_model
     from ..train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     model = build_model(recipe.model)
     rows = site_table(model, recipe.model.in_channels, recipe.model.input_size)
-    hybrid = recipe.hybrid
+    hybrid = recipe.section(HybridConfig)
     if hybrid is None:
         print(format_table(rows, None))
         print(f"\nrecipe {recipe.name!r} has no [hybrid] section: a pure SNN ({len(rows)} spiking sites)")
         return 0
-    spec = parse_spec(hybrid.sites)
-    if not spec.needs_data:
-        chosen = static_sites(list(neuron_sites(model)), spec, model, hybrid.sites)
+    if not parse_spec(hybrid.sites).needs_data:
+        chosen = select_sites(model, hybrid.sites)
         print(format_table(rows, chosen))
         print(f"\nhybrid policy {hybrid.sites!r} (levels {hybrid.levels}) selects {len(chosen)} of "
               f"{len(rows)} sites: {', '.join(chosen) or '(none: pure SNN)'}")

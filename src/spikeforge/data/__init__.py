@@ -3,12 +3,14 @@
 A loader is ``(root: Path, cfg: DataConfig) -> DataSplits``. Static image datasets live in
 :mod:`.static` / :mod:`.imagefolder`; event datasets register themselves in
 ``spikeforge.data.events.EVENT_DATASETS``. The dataset folder is, in order: the ``root``
-argument (the CLI's ``--data``), the recipe's ``data.root``, or ``../shared/data/<folder>``
-relative to the working directory with ``<folder>`` from :data:`DEFAULT_ROOTS`.
+argument (the CLI's ``--data``), the recipe's ``data.root`` (a trained run's recipe records the
+folder it was trained from), or — printed on stderr when it is used — the fallback
+``../shared/data/<folder>`` relative to the working directory, ``<folder>`` from :data:`DEFAULT_ROOTS`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +31,7 @@ STATIC_DATASETS: dict[str, Loader] = {
     "mnist-bundled": load_mnist_bundled,
 }
 NO_ROOT = frozenset({"mnist-bundled"})  # shipped in the package: no folder needed
-SHARED_DATA = Path("..") / "shared" / "data"  # relative to the working directory
+SHARED_DATA = Path("..") / "shared" / "data"  # the fallback, relative to the working directory
 DEFAULT_ROOTS: dict[str, str] = {
     "mnist": "mnist",
     "fashion-mnist": "fashion-mnist",
@@ -64,12 +66,19 @@ def resolve_root(cfg: DataConfig, root: str | Path | None = None) -> Path:
     elif cfg.root:
         path, source = Path(cfg.root).expanduser(), "data.root"
     else:
-        folder = DEFAULT_ROOTS.get(cfg.name, cfg.name)
-        path, source = SHARED_DATA / folder, "the default folder"
+        path, source = SHARED_DATA / DEFAULT_ROOTS.get(cfg.name, cfg.name), "the fallback folder"
     if not path.exists():
         raise FileNotFoundError(f"dataset {cfg.name!r}: {path} ({source}, resolved {path.resolve()}) "
                                 "does not exist; pass --data DATASET_FOLDER or set data.root in the recipe")
+    if source == "the fallback folder":
+        print(f"dataset {cfg.name!r}: no --data and no data.root given; using {path} (resolved {path.resolve()})",
+              file=sys.stderr)
     return path
+
+
+def dataset_folder(cfg: DataConfig, root: str | Path | None = None) -> Path | None:
+    """The folder ``load_dataset`` reads ``cfg`` from (``None`` for a dataset shipped in the package)."""
+    return None if cfg.name in NO_ROOT else resolve_root(cfg, root)
 
 
 def _check_stats(values: list[float], info: DatasetInfo, field_name: str) -> tuple[float, ...]:
@@ -84,8 +93,7 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> DataSplits:
     table = datasets()
     if cfg.name not in table:
         raise ValueError(f"data.name: unknown dataset {cfg.name!r}; valid names: {', '.join(sorted(table))}")
-    path = None if cfg.name in NO_ROOT else resolve_root(cfg, root)
-    splits = table[cfg.name](path, cfg)
+    splits = table[cfg.name](dataset_folder(cfg, root), cfg)
     if cfg.mean or cfg.std:  # explicit normalisation overrides the dataset's constants
         if cfg.mean:
             splits.info.mean = _check_stats(cfg.mean, splits.info, "mean")
@@ -94,5 +102,5 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> DataSplits:
     return splits
 
 
-__all__ = ["DATASETS", "DEFAULT_ROOTS", "ArrayDataset", "DataConfig", "DataSplits", "DatasetInfo", "datasets",
-           "load_dataset", "resolve_root"]
+__all__ = ["DATASETS", "DEFAULT_ROOTS", "ArrayDataset", "DataConfig", "DataSplits", "DatasetInfo", "dataset_folder",
+           "datasets", "load_dataset", "resolve_root"]

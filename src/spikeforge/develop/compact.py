@@ -9,14 +9,16 @@ of kept neurons are stored as exact zeros (``W ⊙ M``). See :mod:`.chain` for t
 
 Compacted run format (a normal run directory, loadable by ``load_run``)::
 
-    recipe.toml / model.json["recipe"]   the source recipe with [develop].widths = {layer: units kept}
-    model.json["extensions"]["develop"]  {"layers": [], "widths": {...}, "compacted_from": SRC}
-                                          (other extensions' metadata, e.g. hybrid sites, copied)
+    recipe.toml / model.json["recipe"]   the source recipe
+    model.json["extensions"]["develop"]  {"layers": [], "widths": {layer: units kept}, "compacted_from": SRC}
+                                          (other methods' metadata, e.g. hybrid sites, copied)
     model.safetensors                     plain dense weights of the smaller model (no masks)
     compact.json                          the report below
 
-``load_run`` builds the full model, :meth:`DevelopExtension.restore` shrinks the layers named in
-``develop.widths`` and, as ``layers`` is empty, attaches no masks; the weights then load strictly.
+``load_run`` builds the full model, :meth:`DevelopMethod.restore` shrinks the layers named in the
+metadata's ``widths`` and, as ``layers`` is empty, attaches no masks; the weights then load strictly.
+(Before the widths moved into the metadata they were also a recipe field, ``develop.widths``; such
+runs still load.) The buffers compaction drops are the ones the masks and the rules declare.
 Verification runs the masked source model and the reloaded compacted model in float64 on real
 test inputs and reports ``max_abs_output_diff``.
 """
@@ -24,7 +26,6 @@ test inputs and reports ``max_abs_output_diff``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,19 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..train.checkpoint import load_state_into, write_json
+from ..train.checkpoint import load_state_into
 from ..train.metrics import time_average
 from ..train.recipe import Recipe, to_toml
-from ..train.rundir import MODEL_META, build_from_meta, load_run, save_model
+from ..train.rundir import RunDir, build_from_meta, load_run, save_model
 from .chain import index_plan
-from .masking import alive_neurons, is_masked
+from .config import DevelopConfig
+from .extension import SECTION, kept_widths
+from .masking import MASK_BUFFERS, alive_neurons, is_masked
+from .rules import OWNED_BUFFERS
 
 REPORT = "compact.json"
 NORM_CHANNEL_KEYS = ("weight", "bias", "running_mean", "running_var")
-DEV_BUFFERS = ("weight_mask", "range_hi", "range_lo", "prev_weight", "excess_sum", "excess_streak",
-               "shrink_streak", "regen_streak", "channel_mask")
+DEV_BUFFERS = MASK_BUFFERS + OWNED_BUFFERS  # development state, not part of the compacted model
 
 
 @torch.no_grad()
@@ -108,18 +111,15 @@ def encoded_test_inputs(recipe: Recipe, data_root: str | Path | None, samples: i
 def write_compacted(src_recipe: Recipe, src_meta: dict[str, Any], widths: dict[str, int],
                     state: dict[str, torch.Tensor], out_dir: Path, source: str) -> nn.Module:
     """Write the compacted run directory; returns its model (built the way ``load_run`` builds it)."""
-    recipe = copy.deepcopy(src_recipe)
-    assert recipe.develop is not None
-    recipe.develop.widths = {**recipe.develop.widths, **widths}
     ext = copy.deepcopy(src_meta.get("extensions", {}))
-    ext["develop"] = {"layers": [], "batchnorms": {}, "widths": recipe.develop.widths,
-                      "compacted_from": source}
-    meta = {"recipe": dataclasses.asdict(recipe), "extensions": ext}
-    model = build_from_meta(recipe, meta)
-    load_state_into(model, state, out_dir / "model.safetensors")
+    kept = {**kept_widths(ext.get(SECTION, {})), **widths}  # a compacted run compacted again keeps both
+    ext[SECTION] = {"layers": [], "batchnorms": {}, "widths": kept, "compacted_from": source}
+    model = build_from_meta(src_recipe, {"extensions": ext})
+    run = RunDir(out_dir)
+    load_state_into(model, state, run.weights_path())
     extra = {"epoch": src_meta.get("epoch"), "compacted_from": source}
-    save_model(out_dir, model, recipe, ext, extra)
-    (out_dir / "recipe.toml").write_text(to_toml(recipe))
+    save_model(out_dir, model, src_recipe, ext, extra)
+    run.write_recipe(to_toml(src_recipe))
     return model
 
 
@@ -129,10 +129,9 @@ def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path 
     src_dir, out = Path(run_dir), Path(out_dir)
     if out.resolve() == src_dir.resolve():
         raise ValueError("compact: --out must differ from the run directory (inputs are never modified)")
-    if (out / MODEL_META).exists():
-        raise FileExistsError(f"{out} already holds a model; choose another --out")
+    RunDir(out).check_new_model()
     src = load_run(src_dir, "cpu")
-    if src.recipe.develop is None:
+    if src.recipe.section(DevelopConfig) is None:
         raise ValueError(f"{src_dir}: not a structurally developed run (its recipe has no [develop] section)")
     widths, state = compact_state(src.model)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,5 +152,5 @@ def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path 
             report[f"sample_accuracy_{tag}"] = int((pred == y).sum()) / max(1, int(y.shape[0]))
     if count_energy:
         report["ops_before"], report["ops_after"] = ops_summary(src.model, x), ops_summary(dst.model, x)
-    write_json(out / REPORT, report)
+    RunDir(out).write_json_artifact(REPORT, report)
     return report

@@ -55,5 +55,3 @@ class DevelopConfig:
     prune: bool = True  # neuronal pruning at the current rates (after 2C)
     regenerate: bool = True  # synaptic regeneration (needs prune)
     adaptive_rates: bool = True  # neurotrophic rate updates; false keeps every layer at its initial rate
-    # set by `spikeforge compact`: kept output channels/units per layer of a compacted model
-    widths: dict[str, int] = field(default_factory=dict)

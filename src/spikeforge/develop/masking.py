@@ -14,9 +14,10 @@ channel (no incoming synapse) therefore outputs exactly 0, its neuron never fire
 Mechanism: :func:`attach_mask` swaps the layer's class for a subclass (``MaskedConv2d`` /
 ``MaskedLinear`` / ``MaskedBatchNorm2d``) that only changes how the weight enters ``forward``;
 state-dict keys stay plain, ``isinstance(layer, nn.Conv2d)`` still holds and safetensors saves the
-buffers like any other. A loaded *inference* model (``bake_on_load``) multiplies the masks into the
-weights right after ``load_state_dict`` (``W ⊙ M``, ``b ⊙ a``, ``γ ⊙ a``, ``β ⊙ a``), so tools that
-read plain parameters (conversion, BN folding, energy counting) see the effective network.
+buffers like any other. A loaded *inference* model is baked in an explicit step after its weights
+load (:func:`bake_masks`: ``W ⊙ M``, ``b ⊙ a``, ``γ ⊙ a``, ``β ⊙ a``), so tools that read plain
+parameters (conversion, BN folding, energy counting) see the effective network. :func:`strip_masks`
+undoes :func:`attach_mask` / :func:`attach_channel_gate` on a copy, e.g. to rebuild a smaller plain model.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers as L
+
+MASK_BUFFERS = ("weight_mask", "channel_mask")  # the masks themselves (synapses; batch-norm channels)
 
 
 class _StraightThroughMask(torch.autograd.Function):
@@ -58,7 +61,6 @@ class _MaskedSynapse:
     weight: nn.Parameter
     bias: nn.Parameter | None
     weight_mask: torch.Tensor
-    bake_on_load: bool = False
 
     def effective_weight(self) -> torch.Tensor:
         return masked(self.weight, self.weight_mask)
@@ -67,14 +69,6 @@ class _MaskedSynapse:
         if self.bias is None:
             return None
         return masked(self.bias, alive_neurons(self.weight_mask))
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[misc]
-        if self.bake_on_load:
-            with torch.no_grad():
-                self.weight.mul_(self.weight_mask.to(self.weight.dtype))
-                if self.bias is not None:
-                    self.bias.mul_(alive_neurons(self.weight_mask).to(self.bias.dtype))
 
 
 class MaskedConv2d(_MaskedSynapse, L.Conv2d):
@@ -92,18 +86,10 @@ class MaskedLinear(_MaskedSynapse, L.Linear):
         return F.linear(x, self.effective_weight(), self.effective_bias())
 
 
-class MaskedBatchNorm2d(L.BatchNorm2d):
+class MaskedBatchNorm2d(L.BatchNorm2d):  # type: ignore[misc, valid-type]
     """Batch norm gated per channel by the producing conv's alive neurons."""
 
     channel_mask: torch.Tensor
-    bake_on_load: bool = False
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        if self.bake_on_load and self.affine:
-            with torch.no_grad():
-                self.weight.mul_(self.channel_mask.to(self.weight.dtype))
-                self.bias.mul_(self.channel_mask.to(self.bias.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
@@ -114,6 +100,7 @@ class MaskedBatchNorm2d(L.BatchNorm2d):
 MASKED_TYPES: dict[type[nn.Module], type[nn.Module]] = {
     L.Conv2d: MaskedConv2d, L.Linear: MaskedLinear, L.BatchNorm2d: MaskedBatchNorm2d,
 }
+PLAIN_TYPES: dict[type[nn.Module], type[nn.Module]] = {v: k for k, v in MASKED_TYPES.items()}
 
 
 def attach_mask(layer: nn.Module) -> nn.Module:
@@ -143,6 +130,44 @@ def attach_channel_gate(bn: nn.Module) -> nn.Module:
 
 def is_masked(layer: nn.Module) -> bool:
     return isinstance(layer, _MaskedSynapse)
+
+
+def layer_mask(layer: nn.Module) -> torch.Tensor:
+    """The ``weight_mask`` of a masked layer (``TypeError`` for any other module)."""
+    if not isinstance(layer, _MaskedSynapse):
+        raise TypeError(f"{type(layer).__name__} is not a masked layer (attach_mask)")
+    return layer.weight_mask
+
+
+@torch.no_grad()
+def bake_masks(model: nn.Module) -> None:
+    """Multiply every mask into its parameters (``W ⊙ M``, ``b ⊙ a``; gated batch norms ``γ ⊙ a``, ``β ⊙ a``).
+
+    For inference: the forward pass is unchanged and plain parameters now hold the effective network.
+    """
+    for m in model.modules():
+        if isinstance(m, _MaskedSynapse):
+            m.weight.mul_(m.weight_mask.to(m.weight.dtype))
+            if m.bias is not None:
+                m.bias.mul_(alive_neurons(m.weight_mask).to(m.bias.dtype))
+        elif isinstance(m, MaskedBatchNorm2d) and m.affine:
+            m.weight.mul_(m.channel_mask.to(m.weight.dtype))
+            m.bias.mul_(m.channel_mask.to(m.bias.dtype))
+
+
+def strip_masks(model: nn.Module, buffers: tuple[str, ...]) -> nn.Module:
+    """Turn masked layers back into plain ones (in place) and drop the named development ``buffers``.
+
+    Apply it to a copy whose masks are baked in: parameters are kept as they are.
+    """
+    for m in model.modules():
+        plain = PLAIN_TYPES.get(type(m))
+        if plain is None:
+            continue
+        for name in buffers:
+            m._buffers.pop(name, None)
+        m.__class__ = plain
+    return model
 
 
 def following_batchnorms(model: nn.Module, names: list[str]) -> dict[str, str]:

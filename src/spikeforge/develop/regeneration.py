@@ -24,6 +24,7 @@ from torch import nn
 from .constraint import STREAK_DTYPE
 
 PERCENT = 100.0
+REGENERATION_BUFFERS = ("regen_streak",)
 
 
 def is_conv(layer: nn.Module) -> bool:

@@ -13,11 +13,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..plots import read_metrics
-from ..train.checkpoint import read_json, write_json
-from ..train.recipe import Recipe
-from ..train.rundir import MODEL_META
+from ..plots import new_figure, save_figure
+from ..train.checkpoint import write_json
+from ..train.run_files import RunDir
+from ..train.schema import Recipe
 from .config import HybridConfig
+from .extension import SECTION
 
 PLOT_NAME = "accuracy_vs_energy.png"
 ROWS_NAME = "comparison.json"
@@ -34,22 +35,24 @@ def run_policy(base: Recipe, policy: str, out_dir: Path, data_root: str | Path |
     from ..train.engine import train
 
     recipe = copy.deepcopy(base)
-    recipe.hybrid = dataclasses.replace(base.hybrid, sites=policy) if base.hybrid else HybridConfig(sites=policy)
+    base_cfg = base.section(HybridConfig)
+    recipe.methods[SECTION] = dataclasses.replace(base_cfg, sites=policy) if base_cfg else HybridConfig(sites=policy)
     recipe.name = f"{base.name}-{policy_dirname(policy)}"
     run_dir = out_dir / policy_dirname(policy)
     record = train(recipe, run_dir, data_root=data_root, device=device, quiet=quiet)
+    run = RunDir(run_dir)
     conv_dir = out_dir / f"{policy_dirname(policy)}-converted"
     convert_run(run_dir, conv_dir, input_encoding=input_encoding, data_root=data_root)
     res = verify(conv_dir, data_root=data_root, device="cpu", snn=False)
     conv = res["energy"]["converted"]
-    sites = read_json(run_dir / MODEL_META)["extensions"].get("hybrid", {}).get("sites", [])
+    sites = run.method_meta(SECTION).get("sites", [])
     return {"policy": policy, "sites": sites, "run_dir": str(run_dir), "converted_dir": str(conv_dir),
             "hybrid_accuracy": record["test_accuracy"], "hybrid_accuracy_f64": res["hybrid_accuracy"],
             "converted_accuracy": res["accuracy"],
             "max_abs_logit_diff": res["max_abs_logit_diff"], "argmax_agreement": res["argmax_agreement"],
             "binary_inputs": res["binary_inputs"], "sops": conv["sops"], "macs": conv["macs"],
             "energy_uj": conv["energy_pj"] / 1e6, "ann_energy_uj": res["energy"]["ann"]["energy_pj"] / 1e6,
-            "train_time_s": sum(r["train_time_s"] for r in read_metrics(run_dir))}
+            "train_time_s": sum(r["train_time_s"] for r in run.read_metrics())}
 
 
 def compare_policies(base: Recipe, policies: list[str], out_dir: str | Path, data_root: str | Path | None = None,
@@ -76,12 +79,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_accuracy_energy(rows: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure((6, 4))
+    ax = fig.subplots()
     for r in rows:
         ax.scatter(r["energy_uj"], 100 * r["converted_accuracy"], s=40)
         ax.annotate(r["policy"], (r["energy_uj"], 100 * r["converted_accuracy"]), textcoords="offset points",
@@ -90,7 +89,4 @@ def plot_accuracy_energy(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("site policy: accuracy vs energy")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

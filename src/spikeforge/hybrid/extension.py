@@ -1,16 +1,16 @@
-"""The engine extension for the recipe section ``[hybrid]``.
+"""Hybrid training as a training method: the recipe section ``[hybrid]``.
 
-``prepare`` resolves the site policy and replaces the chosen sites by ``SpikingReLU(levels)``
-before the optimizer is built, so their steps are trained. For ``auto:BUDGET`` it first holds
-out the last ``calibration_samples`` training samples: ``splits.train`` is replaced by the rest
-(the engine never trains on the calibration split) and the split is encoded once into fixed
-fit/eval batches for :func:`spikeforge.hybrid.policy.auto_select`. The selection is
-deterministic given ``train.seed``, so a ``--resume`` (which calls ``prepare`` again on a model
-built from the same seed) chooses the same sites before the checkpoint is loaded.
+``prepare`` resolves the site policy (:func:`spikeforge.hybrid.policy.select`) and replaces the
+chosen sites by ``SpikingReLU(levels)`` before the optimizer is built, so their steps are trained.
+For ``auto:BUDGET`` it first holds out the last ``calibration_samples`` training samples:
+``ctx.splits.train`` is replaced by the rest (the engine never trains on the calibration split) and
+the split is encoded once into fixed fit/eval batches. The selection is deterministic given
+``train.seed``; on ``--resume`` the sites saved in ``model.json`` are reused (no calibration).
 
-Each SpikingReLU initialises its step from the first training batch (LSQ: ``2·mean|x|/√L``);
-the ``initialized`` flag is a saved buffer, so a restored or resumed model keeps its trained
-step instead of re-initialising it.
+Each SpikingReLU initialises its step from the first training batch (LSQ: ``2·mean|x|/√L``); the
+``initialized`` flag is a saved buffer, so a restored or resumed model keeps its trained step. Before
+every step the hook tells each unit its share of the global batch (:class:`BatchShare`), so LSQ's
+statistics are over the global batch under ``torchrun`` while the unit itself stays a plain module.
 
 Metadata in ``model.json``: ``{"sites", "levels", "policy", "calibration_samples", "auto"}``.
 Per-epoch metrics: ``hybrid.step.<site>`` (the effective step ``|s|``).
@@ -23,42 +23,57 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..data.base import ArrayDataset, DataSplits
+from ..data.encode import prepare_batch
 from ..models import neuron_sites
-from ..train.distributed import group_size
+from ..train.distributed import Distributed
+from ..train.hooks import Metadata, Method, Metrics, TrainContext, TrainHook
+from ..train.metrics import get_loss
+from ..train.optim import make_optimizer
+from ..train.schema import Recipe
 from .config import HybridConfig
-from .policy import AutoConfig, Calibration, apply_hybrid, auto_select, parse_spec, static_sites
-from .spiking_relu import SpikingReLU
+from .policy import AutoConfig, Calibration, apply_hybrid, parse_spec, select, select_sites
+from .spiking_relu import BatchShare, SpikingReLU
 
 SECTION = "hybrid"
 
 
-def site_steps(model: nn.Module) -> dict[str, float]:
+def spiking_relus(model: nn.Module) -> dict[str, SpikingReLU]:
+    return {n: m for n, m in neuron_sites(model).items() if isinstance(m, SpikingReLU)}
+
+
+def site_steps(model: nn.Module) -> Metrics:
     """``{"hybrid.step.<site>": |s|}`` for every SpikingReLU site."""
-    return {f"{SECTION}.step.{n}": float(m.step.detach().abs()) for n, m in neuron_sites(model).items()
-            if isinstance(m, SpikingReLU)}
+    return {f"{SECTION}.step.{n}": float(m.step.detach().abs()) for n, m in spiking_relus(model).items()}
 
 
 @dataclass
-class HybridHook:
+class HybridHook(TrainHook):
+    """The chosen sites of a training run, and the batch share its SpikingReLU units are told each step."""
+
     sites: list[str]
     levels: int
     policy: str
     calibration_samples: int = 0
     auto: dict[str, Any] = field(default_factory=dict)
+    units: list[SpikingReLU] = field(default_factory=list, repr=False)
 
-    def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"sites": list(self.sites), "levels": self.levels, "policy": self.policy,
-                                "calibration_samples": self.calibration_samples}
+    def before_step(self, ctx: TrainContext) -> None:
+        share = BatchShare(ctx.local_batch, ctx.global_batch, ctx.world.all_sum)
+        for unit in self.units:
+            unit.share = share
+
+    def end_epoch(self, ctx: TrainContext) -> Metrics:
+        return site_steps(ctx.model)
+
+    def metadata(self) -> Metadata:
+        meta: Metadata = {"sites": list(self.sites), "levels": self.levels, "policy": self.policy,
+                          "calibration_samples": self.calibration_samples}
         if self.auto:
             meta["auto"] = self.auto
         return meta
-
-    def on_epoch_end(self, epoch: int, epochs: int, model: nn.Module) -> dict[str, Any]:
-        return site_steps(model)
 
 
 def hold_out(splits: DataSplits, samples: int) -> ArrayDataset:
@@ -72,14 +87,9 @@ def hold_out(splits: DataSplits, samples: int) -> ArrayDataset:
     return ArrayDataset(train.x[cut:], train.y[cut:])
 
 
-def build_calibration(recipe: Any, cal: ArrayDataset, splits: DataSplits,
+def build_calibration(recipe: Recipe, cfg: HybridConfig, cal: ArrayDataset, splits: DataSplits,
                       device: torch.device) -> Calibration:
     """Encode the calibration split once into fit/eval batches (fixed generator: ``train.seed``)."""
-    from ..data.encode import prepare_batch
-    from ..train.engine import make_optimizer
-    from ..train.metrics import get_loss
-
-    cfg: HybridConfig = recipe.hybrid
     if not 0.0 < cfg.calibration_fit_fraction < 1.0:
         raise ValueError("hybrid.calibration_fit_fraction must be in (0, 1), "
                          f"got {cfg.calibration_fit_fraction}")
@@ -104,67 +114,68 @@ def build_calibration(recipe: Any, cal: ArrayDataset, splits: DataSplits,
                        make_optimizer=lambda params: make_optimizer(params, recipe.train.optimizer))
 
 
-def same_on_every_rank(sites: list[str]) -> None:
+def same_on_every_rank(world: Distributed, sites: list[str]) -> None:
     """Under ``torchrun`` every rank calibrates on the same held-out data; refuse if the choices differ
     (possible on GPUs with non-deterministic kernels), instead of training mismatched models."""
-    if group_size() == 1:
-        return
-    chosen: list[list[str] | None] = [None] * group_size()
-    dist.all_gather_object(chosen, list(sites))
+    chosen = world.gather(list(sites))
     if any(c != chosen[0] for c in chosen):
         raise RuntimeError(f"hybrid auto selection differs between ranks: {chosen}; run the calibration in one "
                            "process and train with the chosen sites listed in hybrid.sites")
 
 
-class HybridExtension:
-    """Implements :class:`spikeforge.train.hooks.Extension` for ``[hybrid]``."""
+def _check_saved(saved: Metadata, cfg: HybridConfig) -> list[str]:
+    """The sites an earlier run of the same ``auto:`` policy chose (``--resume``)."""
+    was = (saved.get("policy"), int(saved.get("levels", -1)), int(saved.get("calibration_samples", -1)))
+    if was != (cfg.sites, cfg.levels, cfg.calibration_samples):
+        raise ValueError(f"--resume: model.json was trained with hybrid policy {was[0]!r}, levels {was[1]}, "
+                         f"calibration_samples {was[2]}; the recipe says {cfg.sites!r}, levels {cfg.levels}, "
+                         f"calibration_samples {cfg.calibration_samples}")
+    return [str(s) for s in saved["sites"]]
+
+
+class HybridMethod(Method[HybridConfig]):
+    """SpikingReLU sites chosen by a policy (:mod:`spikeforge.hybrid`)."""
 
     section = SECTION
+    config_type = HybridConfig
 
-    def prepare(self, recipe: Any, model: nn.Module, splits: DataSplits,
-                device: torch.device, saved: dict[str, Any] | None = None) -> list[HybridHook]:
+    def _hooked(self, model: nn.Module, sites: list[str], cfg: HybridConfig, calibration_samples: int = 0,
+                auto: dict[str, Any] | None = None) -> HybridHook:
+        apply_hybrid(model, sites, cfg.levels)
+        return HybridHook(sites, cfg.levels, cfg.sites, calibration_samples, auto or {},
+                          list(spiking_relus(model).values()))
+
+    def prepare(self, ctx: TrainContext, saved: Metadata | None = None) -> HybridHook:
         """Replace the policy's sites; ``auto:`` calibrates first, unless ``saved`` (on ``--resume``)
         already holds the sites it chose — then only the same calibration split is held out."""
-        cfg: HybridConfig = recipe.hybrid
-        spec = parse_spec(cfg.sites)
-        names = list(neuron_sites(model))
-        if not spec.needs_data:
-            sites = static_sites(names, spec, model, cfg.sites)
-            apply_hybrid(model, sites, cfg.levels)
-            return [HybridHook(sites, cfg.levels, cfg.sites)]
-        cal_split = hold_out(splits, cfg.calibration_samples)
+        cfg = self.config(ctx.recipe)
+        if not parse_spec(cfg.sites).needs_data:
+            return self._hooked(ctx.model, select_sites(ctx.model, cfg.sites), cfg)
+        cal_split = hold_out(ctx.splits, cfg.calibration_samples)
         if saved is not None and "sites" in saved:
-            was = (saved.get("policy"), int(saved.get("levels", -1)), int(saved.get("calibration_samples", -1)))
-            if was != (cfg.sites, cfg.levels, cfg.calibration_samples):
-                raise ValueError(f"--resume: model.json was trained with hybrid policy {was[0]!r}, levels {was[1]}, "
-                                 f"calibration_samples {was[2]}; the recipe says {cfg.sites!r}, levels {cfg.levels}, "
-                                 f"calibration_samples {cfg.calibration_samples}")
-            sites = [str(s) for s in saved["sites"]]
-            apply_hybrid(model, sites, cfg.levels)
-            return [HybridHook(sites, cfg.levels, cfg.sites, len(cal_split), dict(saved.get("auto", {})))]
-        model.to(device)
-        calibration = build_calibration(recipe, cal_split, splits, device)
-        auto = AutoConfig(steps=cfg.calibration_steps, seed=recipe.train.seed, min_benefit=cfg.min_benefit,
+            return self._hooked(ctx.model, _check_saved(saved, cfg), cfg, len(cal_split), dict(saved.get("auto", {})))
+        ctx.model.to(ctx.device)
+        calibration = build_calibration(ctx.recipe, cfg, cal_split, ctx.splits, ctx.device)
+        auto = AutoConfig(steps=cfg.calibration_steps, seed=ctx.recipe.train.seed, min_benefit=cfg.min_benefit,
                           max_sites=cfg.max_sites)
-        result = auto_select(model, spec, cfg.levels, calibration, auto)
-        same_on_every_rank(result.sites)
-        if not result.sites:
-            warnings.warn(f"hybrid policy {cfg.sites!r} selected no site (budget {result.budget_sops:.4g} "
-                          f"SOPs/sample over the pure SNN's {result.base.sops:.4g}): training a pure SNN",
+        chosen = select(ctx.model, cfg.sites, cfg.levels, calibration, auto)
+        same_on_every_rank(ctx.world, chosen.sites)
+        assert chosen.auto is not None  # an auto: policy
+        if not chosen.sites:
+            warnings.warn(f"hybrid policy {cfg.sites!r} selected no site (budget {chosen.auto.budget_sops:.4g} "
+                          f"SOPs/sample over the pure SNN's {chosen.auto.base.sops:.4g}): training a pure SNN",
                           stacklevel=2)
-        apply_hybrid(model, result.sites, cfg.levels)
-        return [HybridHook(result.sites, cfg.levels, cfg.sites, len(cal_split), result.to_dict())]
+        return self._hooked(ctx.model, chosen.sites, cfg, len(cal_split), chosen.auto.to_dict())
 
-    def restore(self, recipe: Any, model: nn.Module, meta: dict[str, Any]) -> None:
-        cfg: HybridConfig = recipe.hybrid
+    def restore(self, recipe: Recipe, model: nn.Module, meta: Metadata) -> None:
+        cfg = self.config(recipe)
         if "sites" in meta:
             sites = [str(s) for s in meta["sites"]]
+        elif parse_spec(cfg.sites).needs_data:
+            raise ValueError(f"hybrid policy {cfg.sites!r}: the run's metadata lacks the chosen sites")
         else:
-            spec = parse_spec(cfg.sites)
-            if spec.needs_data:
-                raise ValueError(f"hybrid policy {cfg.sites!r}: the run's metadata lacks the chosen sites")
-            sites = static_sites(list(neuron_sites(model)), spec, model, cfg.sites)
+            sites = select_sites(model, cfg.sites)
         apply_hybrid(model, sites, int(meta.get("levels", cfg.levels)))
 
 
-EXTENSION = HybridExtension()
+METHOD = HybridMethod()

@@ -128,7 +128,7 @@ def parse_spec(spec: str) -> PolicySpec:
     return PolicySpec("auto", budget=budget, relative=relative)
 
 
-def static_sites(names: list[str], spec: PolicySpec, model: nn.Module, text: str) -> list[str]:
+def _static_sites(names: list[str], spec: PolicySpec, model: nn.Module, text: str) -> list[str]:
     """The sites of a data-free policy."""
     if spec.kind == "none":
         return []
@@ -262,16 +262,33 @@ def auto_select(model: nn.Module, spec: PolicySpec, levels: int, cal: Calibratio
     return result
 
 
-def select_sites(model: nn.Module, spec: str, levels: int = 15, calibration: Calibration | None = None,
-                 auto: AutoConfig | None = None) -> list[str]:
-    """The site names (model order) that policy ``spec`` chooses; ``auto`` needs ``calibration``."""
-    parsed = parse_spec(spec)
-    names = list(neuron_sites(model))
-    if parsed.kind != "auto":
-        return static_sites(names, parsed, model, spec)
+@dataclass
+class Selection:
+    """The sites a policy chose (model order) and, for ``auto:``, the record of its search."""
+
+    sites: list[str]
+    auto: AutoResult | None = None
+
+
+def select(model: nn.Module, policy: str, levels: int = 15, calibration: Calibration | None = None,
+           auto: AutoConfig | None = None) -> Selection:
+    """The sites policy ``policy`` chooses in ``model`` — the one place a policy becomes sites.
+
+    Data-free policies need nothing else; ``auto:BUDGET`` needs ``calibration`` (held-out batches).
+    """
+    parsed = parse_spec(policy)
+    if not parsed.needs_data:
+        return Selection(_static_sites(list(neuron_sites(model)), parsed, model, policy))
     if calibration is None:
-        raise ValueError(f"hybrid policy {spec!r} needs calibration data (a held-out training split)")
-    return auto_select(model, parsed, levels, calibration, auto).sites
+        raise ValueError(f"hybrid policy {policy!r} needs calibration data (a held-out training split)")
+    result = auto_select(model, parsed, levels, calibration, auto)
+    return Selection(result.sites, result)
+
+
+def select_sites(model: nn.Module, policy: str, levels: int = 15, calibration: Calibration | None = None,
+                 auto: AutoConfig | None = None) -> list[str]:
+    """The site names (model order) that ``policy`` chooses (:func:`select`)."""
+    return select(model, policy, levels, calibration, auto).sites
 
 
 def _module_device(model: nn.Module, module: nn.Module) -> torch.device:

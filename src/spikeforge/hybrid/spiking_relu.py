@@ -16,18 +16,42 @@ Gradients (LSQ, Esser et al. 2020):
                   L                  if x/s > L }       with g = 1/√(numel(x)·L)
 
 ``s`` is initialised from the first training batch as ``2·mean(|x|)/√L`` (LSQ's rule).
+
+The unit is a plain module: it knows nothing of data parallelism. Under ``torchrun`` each process
+sees a share of the global batch, and LSQ's ``N`` and the initial ``mean(|x|)`` are over the global
+batch; whoever trains tells the unit its :class:`BatchShare` (the engine's hybrid hook does, before
+every step, from the training context). The default is a single process holding the whole batch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..neurons import Site
-from ..train.distributed import all_sum, group_size
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@dataclass(frozen=True)
+class BatchShare:
+    """This process holds ``local`` of the ``total`` samples of a batch; ``reduce`` sums a tensor over
+    the processes in place (the identity for a single process, which holds the whole batch)."""
+
+    local: int = 1
+    total: int = 1
+    reduce: Callable[[torch.Tensor], torch.Tensor] = _whole
+
+    def elements(self, x: torch.Tensor) -> int:
+        """Elements of the whole batch of which ``x`` (batch along one axis) is this process's share."""
+        return x.numel() // self.local * self.total
 
 
 class _LsqQuantize(torch.autograd.Function):
@@ -58,13 +82,6 @@ def quantize_levels(x: torch.Tensor, step: torch.Tensor | float, levels: int) ->
     return torch.round(x / step).clamp_(0, levels)
 
 
-def global_numel(x: torch.Tensor) -> int:
-    """Elements of ``x`` summed over the data-parallel ranks (chunks may differ by one sample)."""
-    if group_size() == 1:
-        return x.numel()
-    return int(all_sum(torch.tensor(float(x.numel()), device=x.device)).item())
-
-
 class SpikingReLU(Site):
     """Quantized ReLU site: ``y = s·clamp(round(x/s), 0, L)`` per time step."""
 
@@ -77,13 +94,14 @@ class SpikingReLU(Site):
         self.levels = int(levels)
         self.step = nn.Parameter(torch.tensor(float(init_step)))
         self.register_buffer("initialized", torch.tensor(False))
+        self.share = BatchShare()
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor) -> None:
-        """LSQ initialisation ``s = 2·mean(|x|)/√L`` (kept positive); under DDP ``mean(|x|)`` is averaged
-        over the ranks, so every rank starts from the same step."""
-        # the global batch's mean, whatever the chunk sizes
-        total = all_sum(torch.stack([x.abs().sum(), torch.tensor(float(x.numel()), device=x.device, dtype=x.dtype)]))
+        """LSQ initialisation ``s = 2·mean(|x|)/√L`` (kept positive), ``mean(|x|)`` over the whole batch
+        (:attr:`share`), so every process starts from the same step whatever its share's size."""
+        stats = torch.stack([x.abs().sum(), torch.tensor(float(x.numel()), device=x.device, dtype=x.dtype)])
+        total = self.share.reduce(stats)
         s = 2.0 * total[0] / total[1] / math.sqrt(self.levels)
         self.step.copy_(s.clamp(min=torch.finfo(self.step.dtype).eps).to(self.step.dtype))
         self.initialized.fill_(True)
@@ -93,7 +111,7 @@ class SpikingReLU(Site):
             self.init_from(x)
         step = self.step.abs().clamp(min=torch.finfo(self.step.dtype).tiny).to(x.dtype)
         # LSQ's g = 1/√(N·L), N = elements of the *global* batch (DDP averages per-rank gradients)
-        n = global_numel(x) if self.training else x.numel()
+        n = self.share.elements(x) if self.training else x.numel()
         grad_scale = 1.0 / math.sqrt(n * self.levels)
         return _LsqQuantize.apply(x, step, self.levels, grad_scale)
 

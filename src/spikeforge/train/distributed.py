@@ -25,11 +25,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+T = TypeVar("T")
 RANK_SEED_STRIDE = 7_919  # per-rank offset of the per-sample random streams (rank 0: offset 0)
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)  # how long a rank waits at a collective (evaluation happens on rank 0)
 
@@ -56,7 +58,21 @@ class Distributed:
         """Element-wise sum of ``values`` over all ranks (identity in a single process)."""
         if not self.enabled:
             return list(values)
-        return all_sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+        return self.all_sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()  # type: ignore[no-any-return]
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over all ranks, in place (unchanged in a single process)."""
+        if self.enabled:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def gather(self, obj: T) -> list[T]:
+        """``obj`` of every rank, in rank order (``[obj]`` in a single process)."""
+        if not self.enabled:
+            return [obj]
+        out: list[T] = [obj] * self.world
+        dist.all_gather_object(out, obj)
+        return out
 
     def loss_weight(self, n_local: int, n_global: int) -> float:
         """Factor on this rank's mean loss so that DDP's gradient average is the global batch mean."""
@@ -73,18 +89,6 @@ class Distributed:
             return model
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def group_size() -> int:
-    """Processes in the initialised process group (1 outside ``torchrun``)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def all_sum(t: torch.Tensor) -> torch.Tensor:
-    """``t`` summed over the process group, in place (unchanged in a single process)."""
-    if group_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
 
 
 def _env_int(name: str, default: int) -> int:

@@ -1,48 +1,123 @@
-"""How method extensions (hybrid, structural development) plug into the engine.
+"""The plug-in contract between the training engine and a training method.
 
-An *extension* handles one optional recipe section. The engine calls, in order:
+A *method* (:class:`Method`: hybrid training, structural development, ...) owns one optional recipe
+section. When a recipe has that section, the engine asks the method for a :class:`TrainHook` and calls
+the hook at fixed points, always in registration order of the methods (:mod:`.registry`):
 
-- ``prepare(recipe, model, splits, device, saved=None) -> list[TrainHook]`` once before training:
-  it may change the model in place (replace sites, register mask buffers) and returns hooks. On
-  ``--resume`` ``saved`` is the metadata its hooks wrote to ``model.json``, so a decision that
-  needed data (hybrid ``auto:`` site selection) is reused instead of being computed again;
-- ``restore(recipe, model, meta)`` when a run directory is loaded: rebuild the same structure
-  from the metadata its hooks saved, before the weights are loaded.
+==============  ===============================================================================
+when            call
+==============  ===============================================================================
+before training ``Method.prepare(ctx, saved) -> TrainHook``: may change ``ctx.model`` in place
+                (replace sites, attach masks) and ``ctx.splits`` (hold out a calibration split),
+                before the optimizer is built. ``saved`` is the hook's ``metadata()`` from the
+                checkpoint on ``--resume`` (``None`` otherwise), so a data-driven decision is reused.
+every step      ``before_step(ctx)`` (``ctx.local_batch`` / ``ctx.global_batch`` are set), forward,
+                backward, optimizer step, ``after_step(ctx)``
+every epoch     ``end_epoch(ctx) -> metrics``: structural changes happen here, before evaluation;
+                the flat JSON-serialisable metrics are merged into the epoch's ``metrics.jsonl`` record
+checkpoint      ``metadata()`` -> ``model.json`` under the section name; ``state_dict()`` -> resume state
+resume          ``load_state_dict(state)`` after ``prepare``
+==============  ===============================================================================
 
-A hook's methods are all optional (the engine checks with ``getattr``):
-
-- ``after_step(model)``: after each optimizer step (e.g. re-apply projections);
-- ``on_epoch_end(epoch, epochs, model) -> dict``: after each epoch (1-based); the returned
-  JSON-serialisable dict is merged into that epoch's ``metrics.jsonl`` record;
-- ``metadata() -> dict``: saved in ``model.json`` under the extension's section name;
-- ``state_dict() / load_state_dict(d)``: JSON-serialisable state for ``--resume``.
+A saved run is rebuilt without training: ``Method.restore(recipe, model, meta)`` rebuilds the
+structure before the weights load, ``Method.finish_loading(model, meta)`` prepares the loaded model for
+inference. ``Method.plots(run)`` draws the method's figures of a run directory.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
+from ..data.base import DataSplits
+from .distributed import Distributed
+from .run_files import RunDir
+from .schema import Recipe
 
-class TrainHook(Protocol):
-    def on_epoch_end(self, epoch: int, epochs: int, model: nn.Module) -> dict[str, Any]: ...
-
-
-class Extension(Protocol):
-    section: str
-
-    def prepare(self, recipe: Any, model: nn.Module, splits: Any, device: torch.device,
-                saved: dict[str, Any] | None = None) -> list[Any]: ...
-
-    def restore(self, recipe: Any, model: nn.Module, meta: dict[str, Any]) -> None: ...
+C = TypeVar("C")
+Metrics = dict[str, float]  # flat, JSON-serialisable (ints are floats to the type checker)
+Metadata = dict[str, Any]  # a JSON object
 
 
-# The extensions the engine knows: recipe section -> "module:attribute" of an Extension object,
-# imported lazily so a recipe without the section never imports the method's code. Order matters:
-# hybrid sites are replaced before structural development registers its masks.
-EXTENSIONS: dict[str, str] = {
-    "hybrid": "spikeforge.hybrid.extension:EXTENSION",
-    "develop": "spikeforge.develop.extension:EXTENSION",
-}
+@dataclass
+class TrainContext:
+    """What a hook sees of the running training."""
+
+    recipe: Recipe
+    model: nn.Module  # the plain model (not the DDP wrapper)
+    splits: DataSplits
+    device: torch.device
+    world: Distributed  # rank, number of processes and collectives (a single process outside torchrun)
+    optimizer: torch.optim.Optimizer | None = None  # None during prepare
+    epoch: int = 0  # the current epoch, 1-based (0 before training)
+    local_batch: int = 0  # samples of the current step on this process
+    global_batch: int = 0  # samples of the current step on all processes together
+
+    @property
+    def epochs(self) -> int:
+        return self.recipe.train.epochs
+
+
+class TrainHook:
+    """One method's presence in a training run; every method is a no-op unless overridden."""
+
+    def before_step(self, ctx: TrainContext) -> None:
+        """Before each step's forward pass."""
+
+    def after_step(self, ctx: TrainContext) -> None:
+        """After each optimizer step (e.g. re-apply projections)."""
+
+    def end_epoch(self, ctx: TrainContext) -> Metrics:
+        """After each epoch (``ctx.epoch``), before evaluation; returns metrics for the epoch's record."""
+        return {}
+
+    def metadata(self) -> Metadata:
+        """Saved in ``model.json`` under the method's section; given back to ``restore`` and, on
+        ``--resume``, to ``prepare``."""
+        return {}
+
+    def state_dict(self) -> Metadata | None:
+        """JSON-serialisable state that ``--resume`` needs beyond the model's buffers."""
+        return None
+
+    def load_state_dict(self, state: Metadata) -> None:
+        """Restore :meth:`state_dict` on ``--resume``."""
+
+
+class Method(ABC, Generic[C]):
+    """A training method: its recipe section, how it joins a training run and how a saved run is rebuilt."""
+
+    section: str  # the recipe section name, e.g. "hybrid"
+    config_type: type[C]  # the dataclass of that section
+
+    def config(self, recipe: Recipe) -> C:
+        """This method's section of ``recipe`` (raises when the recipe has none)."""
+        cfg = recipe.methods.get(self.section)
+        if not isinstance(cfg, self.config_type):
+            raise ValueError(f"recipe {recipe.name!r} has no [{self.section}] section of type "
+                             f"{self.config_type.__name__}")
+        return cfg
+
+    @abstractmethod
+    def prepare(self, ctx: TrainContext, saved: Metadata | None = None) -> TrainHook:
+        """Join a training run (see the module docstring)."""
+
+    @abstractmethod
+    def restore(self, recipe: Recipe, model: nn.Module, meta: Metadata) -> None:
+        """Rebuild, on a freshly built model, the structure that the hook's ``metadata()`` describes."""
+
+    def finish_loading(self, model: nn.Module, meta: Metadata) -> None:
+        """After a saved run's weights are loaded: make the model ready for inference."""
+
+    def plots(self, run: RunDir) -> list[Path]:
+        """Draw this method's figures of a run directory; returns the files written."""
+        return []
+
+    def upgrade_stored(self, section: dict[str, Any]) -> dict[str, Any]:
+        """The section of a recipe stored by an older version, in the current schema."""
+        return section

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,10 +30,11 @@ def mse_rate_loss(out: torch.Tensor, y: torch.Tensor, label_smoothing: float) ->
     return F.mse_loss(rate, target)
 
 
-LOSSES = {"ce": ce_loss, "mse_rate": mse_rate_loss}
+LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (output [T, B, C], labels, smoothing)
+LOSSES: dict[str, LossFn] = {"ce": ce_loss, "mse_rate": mse_rate_loss}
 
 
-def get_loss(name: str):  # noqa: ANN201
+def get_loss(name: str) -> LossFn:
     try:
         return LOSSES[name]
     except KeyError:
@@ -48,7 +51,7 @@ class RateRecorder:
         self.counts: dict[str, int] = dict.fromkeys(self.sites, 0)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def _hook(self, name: str):  # noqa: ANN202
+    def _hook(self, name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def record(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
             self.sums[name] = self.sums[name] + (out.detach() != 0).sum()
             self.counts[name] += out.numel()

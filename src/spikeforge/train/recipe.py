@@ -1,9 +1,9 @@
-"""Recipes: TOML files validated into dataclasses.
+"""Recipes: TOML files validated into a :class:`~spikeforge.train.schema.Recipe`.
 
-A recipe is a TOML document whose tables mirror :class:`Recipe`. Validation is strict: an
-unknown key or a value of the wrong type is rejected with its key path and the expected type
-(``train.optimizer.lr: expected float, got str 'fast'``). ``--set a.b=value`` overrides parse
-``value`` as a TOML value (falling back to a bare string).
+A recipe is a TOML document with the scalars ``name`` and ``description``, the tables ``[model]``,
+``[data]``, ``[train]`` and one optional table per registered training method (``[hybrid]``,
+``[develop]``; :mod:`.registry`). Validation is strict (:mod:`.schema`). ``--set a.b=value`` overrides
+parse ``value`` as a TOML value (falling back to a bare string).
 """
 
 from __future__ import annotations
@@ -11,87 +11,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.config import DataConfig
-from ..develop.config import DevelopConfig
-from ..hybrid.config import HybridConfig
-from ..models import ModelConfig
-from .config import TrainConfig
+from .registry import active_methods, registered_methods
+from .schema import CORE_SECTIONS, SCALAR_FIELDS, Recipe, RecipeError, build_core, build_dataclass, convert
 
-
-@dataclass
-class Recipe:
-    name: str = ""
-    description: str = ""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    hybrid: HybridConfig | None = None
-    develop: DevelopConfig | None = None
-
-
-class RecipeError(ValueError):
-    """A recipe that does not match the schema."""
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        errors = []
-        for a in args:
-            try:
-                return _convert(value, a, path)
-            except RecipeError as e:
-                errors.append(str(e))
-        raise RecipeError(errors[0])
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise RecipeError(f"{path}: expected a table ({tp.__name__}), got {type(value).__name__} {value!r}")
-        return build_dataclass(tp, value, path)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise RecipeError(f"{path}: expected a list of {_type_name(item)}, got {type(value).__name__} {value!r}")
-        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, val_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise RecipeError(f"{path}: expected a table of {_type_name(val_tp)}, got {type(value).__name__}")
-        return {k: _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecipeError(f"{path}: expected float, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp in (int, str, bool):
-        if type(value) is not tp:
-            raise RecipeError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise RecipeError(f"{path}: unsupported schema type {tp!r}")
-
-
-def build_dataclass(cls: type, data: dict[str, Any], path: str = "") -> Any:
-    """Validate ``data`` against dataclass ``cls`` (recursively) and build it."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        key_path = f"{path}.{key}" if path else key
-        if key not in names:
-            raise RecipeError(f"{key_path}: unknown key; expected one of {sorted(names)}")
-        kwargs[key] = _convert(value, hints[key], key_path)
-    return cls(**kwargs)
+__all__ = ["Recipe", "RecipeError", "build_dataclass", "load_recipe", "packaged_recipes", "parse_override",
+           "recipe_document", "recipe_from_dict", "recipe_to_dict", "to_toml"]
 
 
 def _set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
@@ -150,7 +77,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     for text in overrides or []:
         _set_path(doc, *parse_override(text))
     try:
-        recipe = build_dataclass(Recipe, doc)
+        recipe = recipe_from_dict(doc)
     except RecipeError as e:
         raise RecipeError(f"{origin}: {e}") from None
     if not recipe.name:
@@ -158,8 +85,34 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     return recipe
 
 
-def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
-    return build_dataclass(Recipe, doc)
+def recipe_from_dict(doc: dict[str, Any], stored: bool = False) -> Recipe:
+    """Validate a recipe table. ``stored``: it was written by an older spikeforge into a run directory,
+    so each method first brings its section up to date (:meth:`Method.upgrade_stored`)."""
+    methods = {m.section: m for m in registered_methods()}
+    known = [*SCALAR_FIELDS, *CORE_SECTIONS, *methods]
+    for key in doc:
+        if key not in known:
+            raise RecipeError(f"{key}: unknown key; expected one of {sorted(known)}")
+    recipe = build_core(doc)
+    for section, method in methods.items():
+        raw = doc.get(section)
+        if raw is None:
+            continue
+        if stored and isinstance(raw, dict):
+            raw = method.upgrade_stored(dict(raw))
+        recipe.methods[section] = convert(raw, method.config_type, section)
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as one JSON object (``model.json``): every registered method's section, ``None`` if absent."""
+    active_methods(recipe)  # refuses sections of unregistered methods
+    doc: dict[str, Any] = {"name": recipe.name, "description": recipe.description}
+    doc.update({key: dataclasses.asdict(getattr(recipe, key)) for key in CORE_SECTIONS})
+    for m in registered_methods():
+        cfg = recipe.methods.get(m.section)
+        doc[m.section] = dataclasses.asdict(cfg) if cfg is not None else None  # type: ignore[call-overload]
+    return doc
 
 
 def _toml_value(v: Any) -> str:
@@ -176,16 +129,23 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def to_toml(obj: Any, table: str = "") -> str:
-    """Serialise a recipe (nested dataclasses) to TOML; ``None`` sections are omitted."""
+def dataclass_toml(obj: Any, table: str) -> str:
+    """One dataclass as the TOML table ``[table]``, nested dataclasses as sub-tables; ``None`` is omitted."""
     scalars, tables = [], []
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if v is None:
             continue
         if dataclasses.is_dataclass(v):
-            tables.append(to_toml(v, f"{table}.{f.name}" if table else f.name))
+            tables.append(dataclass_toml(v, f"{table}.{f.name}"))
         else:
             scalars.append(f"{f.name} = {_toml_value(v)}")
-    head = [f"[{table}]"] if table else []
-    return "\n".join(head + scalars) + "\n" + "".join("\n" + t for t in tables)
+    return "\n".join([f"[{table}]", *scalars]) + "\n" + "".join("\n" + t for t in tables)
+
+
+def to_toml(recipe: Recipe) -> str:
+    """Serialise a recipe to TOML: scalars, the fixed tables, then the method sections in registration order."""
+    sections = [(key, getattr(recipe, key)) for key in CORE_SECTIONS]
+    sections += [(m.section, recipe.methods[m.section]) for m in active_methods(recipe)]
+    scalars = [f"{key} = {_toml_value(getattr(recipe, key))}" for key in SCALAR_FIELDS]
+    return "\n".join(scalars) + "\n" + "".join("\n" + dataclass_toml(cfg, key) for key, cfg in sections)

@@ -1,19 +1,13 @@
-"""Run directories: the unit users pass between commands.
+"""Loading a run directory's model: the unit users pass between commands.
 
-Layout written by :func:`spikeforge.train.engine.train`::
-
-    recipe.toml        the resolved recipe (every default filled in)
-    metrics.jsonl      one JSON object per epoch
-    model.safetensors  weights and buffers (masks, SpikingReLU steps, BN statistics)
-    model.json         {"recipe": {...}, "extensions": {section: metadata}, "epoch", "spikeforge"}
-    optim.safetensors + optim.json   optimizer/scheduler/hook state for --resume
-    *.png              plots
+:func:`load_run` reads the stored recipe, builds the model, lets every method of the recipe restore
+its structure (hybrid sites, masks, compacted widths; :meth:`Method.restore`), loads the weights
+strictly, then lets each method finish (structural development bakes its masks into the weights:
+:meth:`Method.finish_loading`). The files themselves belong to :class:`~.run_files.RunDir`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,69 +15,66 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..models import build_model
-from .checkpoint import load_state_into, load_tensors, read_json, save_tensors, write_json
-from .hooks import EXTENSIONS
-from .recipe import Recipe, RecipeError, recipe_from_dict
+from .recipe import Recipe, RecipeError, recipe_from_dict, recipe_to_dict
+from .registry import active_methods
+from .run_files import RunDir
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_META = "model.json"
+__all__ = ["LoadedRun", "RunDir", "build_from_meta", "load_run", "save_model", "stored_recipe"]
 
 
 @dataclass
 class LoadedRun:
     recipe: Recipe
     model: nn.Module
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # model.json
     path: Path
 
-
-def load_extension(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def active_extensions(recipe: Recipe) -> list[Any]:
-    """The extensions whose recipe section is present, in table order."""
-    out = []
-    for section, spec in EXTENSIONS.items():
-        if getattr(recipe, section, None) is not None:
-            out.append(load_extension(spec))
-    return out
+    def method_meta(self, section: str) -> dict[str, Any]:
+        """The metadata method ``section`` saved with the model (empty if none)."""
+        return dict(self.meta.get("extensions", {}).get(section, {}))
 
 
-def save_model(run_dir: Path, model: nn.Module, recipe: Recipe, extensions_meta: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> None:
-    """Write ``model.safetensors`` then ``model.json`` (each atomically)."""
-    save_tensors(run_dir / MODEL_WEIGHTS, model.state_dict())
-    meta = {"recipe": dataclasses.asdict(recipe), "extensions": extensions_meta, "spikeforge": __version__}
-    meta.update(extra or {})
-    write_json(run_dir / MODEL_META, meta)
+def parse_stored_recipe(doc: Any, source: str) -> Recipe:
+    """A recipe table written into a run directory by any spikeforge version; errors name ``source``."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{source}: missing field 'recipe'")
+    try:
+        return recipe_from_dict(doc, stored=True)
+    except RecipeError as e:
+        raise ValueError(f"{source}: recipe field invalid: {e}") from None
+
+
+def stored_recipe(run: RunDir) -> Recipe:
+    """The resolved recipe a run directory holds."""
+    return parse_stored_recipe(run.read_recipe_document(), run.recipe_source())
 
 
 def build_from_meta(recipe: Recipe, meta: dict[str, Any]) -> nn.Module:
-    """The model's structure as recorded in ``meta`` (before weights are loaded)."""
+    """The model's structure as recorded in ``meta`` (``model.json``), before the weights are loaded."""
     model = build_model(recipe.model)
-    ext_meta = meta.get("extensions", {})
-    for ext in active_extensions(recipe):
-        ext.restore(recipe, model, ext_meta.get(ext.section, {}))
+    methods_meta = meta.get("extensions", {})
+    for method in active_methods(recipe):
+        method.restore(recipe, model, methods_meta.get(method.section, {}))
     return model
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's model with its weights, in eval mode."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: run directory not found")
-    meta = read_json(path / MODEL_META)
-    if "recipe" not in meta:
-        raise ValueError(f"{path / MODEL_META}: missing field 'recipe'")
-    try:
-        recipe = recipe_from_dict(meta["recipe"])
-    except RecipeError as e:
-        raise ValueError(f"{path / MODEL_META}: recipe field invalid: {e}") from None
+    """Rebuild a run's model with its weights, ready for inference (eval mode)."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"{run.path}: run directory not found")
+    meta = run.read_model_meta()
+    recipe = parse_stored_recipe(meta.get("recipe"), run.recipe_source())
     model = build_from_meta(recipe, meta)
-    load_state_into(model, load_tensors(path / MODEL_WEIGHTS), path / MODEL_WEIGHTS)
+    run.load_weights_into(model)
+    for method in active_methods(recipe):
+        method.finish_loading(model, meta.get("extensions", {}).get(method.section, {}))
     model.to(device).eval()
-    return LoadedRun(recipe, model, meta, path)
+    return LoadedRun(recipe, model, meta, run.path)
+
+
+def save_model(run_dir: str | Path, model: nn.Module, recipe: Recipe, methods_meta: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> None:
+    """Write a model (no optimizer) into a run directory: weights, then ``model.json``."""
+    RunDir(run_dir).save_model(model.state_dict(), recipe_to_dict(recipe), methods_meta, extra)

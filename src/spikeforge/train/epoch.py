@@ -1,0 +1,125 @@
+"""One epoch of training, and what happens at its end.
+
+A step: take this rank's share of the global batch, set the scheduled learning rate, let the hooks
+prepare (``before_step``), augment and encode the batch, forward, loss, backward, clip, optimizer
+step, hooks again (``after_step``). The end of an epoch: the hooks act (structural changes happen
+before evaluation, so the accuracy reflects them), rank 0 evaluates on the test set, appends the
+epoch's record to ``metrics.jsonl`` and commits the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.encode import prepare_batch
+from ..data.loader import iterate_batches
+from .devices import autocast_context
+from .evaluate import evaluate_model
+from .metrics import time_average
+from .optim import set_scheduled_lr
+from .session import Session
+
+MIN_SECONDS = 1e-9  # guards a throughput division
+
+
+@dataclass
+class Tally:
+    """Running training loss and accuracy of one epoch on this rank."""
+
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+
+    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        n = y.shape[0]
+        self.seen += n
+        self.loss_sum += float(loss.detach()) * n
+        self.correct += int((time_average(out.detach()).argmax(-1) == y).sum())
+
+    def summed_over_ranks(self, s: Session) -> Tally:
+        seen, correct, loss_sum = s.world.sum([float(self.seen), float(self.correct), self.loss_sum], s.ctx.device)
+        return Tally(int(seen), int(correct), loss_sum)
+
+
+def steps_per_epoch(s: Session) -> int:
+    return max(1, math.ceil(len(s.ctx.splits.train) / s.recipe.train.batch_size))
+
+
+def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, tally: Tally) -> None:
+    """One optimizer step on the global batch ``(x, y)``, ``progress`` epochs into the run."""
+    cfg, ctx = s.recipe.train, s.ctx
+    n_global = y.shape[0]
+    x, y = s.world.chunk(x, y)
+    set_scheduled_lr(s.optimizer, cfg.optimizer.lr, progress, cfg.epochs, cfg.schedule)
+    ctx.local_batch, ctx.global_batch = y.shape[0], n_global
+    for hook in s.hooks.values():
+        hook.before_step(ctx)
+    inp = prepare_batch(x, s.info, s.recipe.data, s.augment, s.streams.batch, train=True)
+    with autocast_context(ctx.device, cfg.amp):
+        out = s.step_model(inp)
+    loss = s.loss_fn(out.float(), y, cfg.label_smoothing)
+    s.optimizer.zero_grad(set_to_none=True)
+    (loss * s.world.loss_weight(y.shape[0], n_global)).backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip)
+    s.optimizer.step()
+    for hook in s.hooks.values():
+        hook.after_step(ctx)
+    tally.add(loss, out, y)
+
+
+def train_one_epoch(s: Session, epoch: int) -> dict[str, Any]:
+    """Train epoch ``epoch`` on a fresh, seeded shuffle; returns the record's training part."""
+    s.streams.start_epoch(epoch)
+    s.ctx.epoch = epoch
+    s.ctx.model.train()
+    s.start_epoch_clock()
+    cfg, tally, steps = s.recipe.train, Tally(), steps_per_epoch(s)
+    batches = iterate_batches(s.ctx.splits.train, cfg.batch_size, shuffle=True, generator=s.streams.shuffle,
+                              device=s.ctx.device, drop_last=False)
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+               disable=s.quiet or not s.world.is_main)
+    for i, (x, y) in enumerate(bar):
+        if y.shape[0] < s.world.world:
+            continue  # a final global batch too small to give every rank a sample
+        train_step(s, epoch - 1 + i / steps, x, y, tally)
+        bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}")
+    train_time = time.perf_counter() - s.epoch_started
+    total = tally.summed_over_ranks(s)
+    return {"epoch": epoch, "lr": s.optimizer.param_groups[0]["lr"], "train_loss": total.loss_sum / max(1, total.seen),
+            "train_accuracy": total.correct / max(1, total.seen), "train_time_s": train_time,
+            "train_samples_per_s": total.seen / max(train_time, MIN_SECONDS)}
+
+
+def _report(s: Session, record: dict[str, Any]) -> None:
+    if not s.quiet:
+        print(f"epoch {record['epoch']}/{s.recipe.train.epochs}  loss {record['train_loss']:.4f}  train acc "
+              f"{record['train_accuracy']:.4f}  test acc {record['test_accuracy']:.4f}  "
+              f"({record['train_samples_per_s']:.0f} samples/s, {record['epoch_time_s']:.1f} s)", flush=True)
+
+
+def end_epoch(s: Session, record: dict[str, Any]) -> dict[str, Any]:
+    """The hooks act, then rank 0 evaluates, records and commits the checkpoint; the other ranks wait."""
+    for hook in s.hooks.values():
+        record.update(hook.end_epoch(s.ctx))
+    if not s.world.is_main:
+        s.world.barrier()
+        return record
+    cfg = s.recipe.train
+    ev = evaluate_model(s.ctx.model, s.ctx.splits.test, s.info, s.recipe.data, cfg.eval_batch_size, s.ctx.device,
+                        cfg.amp, cfg.seed, cfg.loss)
+    s.best_accuracy = max(s.best_accuracy, ev["accuracy"])
+    record.update({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "firing_rates": ev["firing_rates"],
+                   "epoch_time_s": time.perf_counter() - s.epoch_started, "best_test_accuracy": s.best_accuracy})
+    s.run.append_metrics(record)
+    s.commit_checkpoint(record["epoch"])
+    _report(s, record)
+    s.world.barrier()
+    return record

@@ -1,0 +1,156 @@
+"""Opening a training run: everything the epoch loop needs, fresh or resumed from the last checkpoint.
+
+Order matters for reproducibility and is kept fixed: seed, load the data, build the model, let each
+method prepare it, build the optimizer, then (``--resume``) load weights, optimizer and hook states.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import dataset_folder, load_dataset
+from ..data.augment import BatchAugment
+from ..data.base import DatasetInfo, DataSplits
+from ..models import build_model
+from .devices import resolve_device
+from .distributed import RANK_SEED_STRIDE, Distributed, check_batch, from_environment, setup
+from .hooks import TrainContext, TrainHook
+from .metrics import LossFn, get_loss
+from .optim import make_optimizer
+from .recipe import Recipe, recipe_to_dict, to_toml
+from .registry import active_methods
+from .run_files import Checkpoint, RunDir
+
+EPOCH_SEED_STRIDE = 100_003  # seed of epoch e's streams: seed * stride + e
+
+
+@dataclass
+class Streams:
+    """The random streams of training, reseeded per epoch so that ``--resume`` continues exactly."""
+
+    seed: int
+    rank: int
+    batch: torch.Generator  # augmentation and stochastic encodings; differs per rank
+    shuffle: torch.Generator  # the sample order; the same on every rank
+
+    def start_epoch(self, epoch: int) -> None:
+        self.shuffle.manual_seed(self.seed * EPOCH_SEED_STRIDE + epoch)
+        self.batch.manual_seed(self.seed * EPOCH_SEED_STRIDE + epoch + self.rank * RANK_SEED_STRIDE)
+
+
+@dataclass
+class Session:
+    """One training run between epochs."""
+
+    recipe: Recipe
+    run: RunDir
+    ctx: TrainContext
+    hooks: dict[str, TrainHook]  # method section -> its hook, in registration order
+    step_model: nn.Module  # the DDP wrapper under torchrun, else the model
+    optimizer: torch.optim.Optimizer
+    streams: Streams
+    loss_fn: LossFn
+    augment: BatchAugment
+    quiet: bool
+    start_epoch: int = 1
+    best_accuracy: float = 0.0
+    epoch_started: float = 0.0  # time.perf_counter() at the start of the current epoch
+
+    @property
+    def world(self) -> Distributed:
+        return self.ctx.world
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.ctx.splits.info
+
+    def remaining_epochs(self) -> range:
+        return range(self.start_epoch, self.recipe.train.epochs + 1)
+
+    def start_epoch_clock(self) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def commit_checkpoint(self, epoch: int) -> None:
+        """Model, optimizer, each method's metadata and hook state for ``epoch`` (rank 0 only)."""
+        self.run.commit_checkpoint(self.ctx.model, self.optimizer, recipe_to_dict(self.recipe),
+                                   {s: h.metadata() for s, h in self.hooks.items()},
+                                   {s: [h.state_dict()] for s, h in self.hooks.items()}, epoch, self.best_accuracy)
+
+
+def fit_recipe_to_data(recipe: Recipe, info: DatasetInfo) -> None:
+    """The dataset decides the input geometry and the normalisation; the resolved recipe records both."""
+    recipe.model.num_classes, recipe.model.in_channels = info.num_classes, info.in_channels
+    recipe.model.input_size = info.input_size
+    if info.mean and not recipe.data.mean:
+        recipe.data.mean, recipe.data.std = list(info.mean), list(info.std)
+
+
+def load_training_data(recipe: Recipe, data_root: str | Path | None) -> DataSplits:
+    """The recipe's dataset; the resolved recipe records the folder it came from (absolute)."""
+    folder = dataset_folder(recipe.data, data_root)
+    splits = load_dataset(recipe.data, folder)
+    if folder is not None:
+        recipe.data.root = str(folder.resolve())
+    return splits
+
+
+def prepare_methods(ctx: TrainContext, checkpoint: Checkpoint | None) -> dict[str, TrainHook]:
+    """Each active method prepares the model (on resume from its saved metadata) and returns its hook."""
+    saved = checkpoint.methods_meta() if checkpoint else {}
+    return {m.section: m.prepare(ctx, saved.get(m.section)) for m in active_methods(ctx.recipe)}
+
+
+def resume_from(session: Session, checkpoint: Checkpoint) -> None:
+    """Weights, optimizer state and hook states of the last committed epoch; later metrics are dropped."""
+    run, hooks = session.run, session.hooks
+    run.load_weights_into(session.ctx.model, session.ctx.device)
+    run.load_optimizer_into(session.optimizer, checkpoint)
+    for section, states in checkpoint.hook_states.items():
+        own = [hooks[section]] if section in hooks else []
+        if len(own) != len(states):
+            raise ValueError(f"{run.hook_state_source()}: section {section!r} saved {len(states)} hook states, "
+                             f"the recipe now has {len(own)} hooks")
+        for hook, state in zip(own, states, strict=True):
+            if state is not None:
+                hook.load_state_dict(state)
+    session.start_epoch, session.best_accuracy = checkpoint.epoch + 1, checkpoint.best_accuracy
+    run.truncate_metrics(checkpoint.epoch)
+
+
+def open_session(recipe: Recipe, run: RunDir, data_root: str | Path | None, device: str, resume: bool,
+                 splits: DataSplits | None, quiet: bool) -> Session:
+    """Open ``run`` for training ``recipe`` (or resume it): data, model, methods, optimizer, streams."""
+    cfg = recipe.train
+    world = from_environment()
+    dev = setup(world, resolve_device(device if device != "auto" else cfg.device))
+    check_batch(world, cfg.batch_size)
+    torch.manual_seed(cfg.seed)
+    splits = splits or load_training_data(recipe, data_root)
+    fit_recipe_to_data(recipe, splits.info)
+    run.check_can_start(resume)
+    world.barrier()  # every rank has checked the run directory before rank 0 writes into it
+    run.create()
+    checkpoint = run.last_checkpoint() if resume else None
+
+    model = build_model(recipe.model).to(dev)
+    ctx = TrainContext(recipe, model, splits, dev, world)
+    hooks = prepare_methods(ctx, checkpoint)
+    model.to(dev)
+    ctx.optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer)
+    streams = Streams(cfg.seed, world.rank, torch.Generator(device=dev).manual_seed(cfg.seed),
+                      torch.Generator().manual_seed(cfg.seed))
+    session = Session(recipe, run, ctx, hooks, model, ctx.optimizer, streams, get_loss(cfg.loss),
+                      BatchAugment.from_config(recipe.data), quiet)
+    if checkpoint is not None:
+        resume_from(session, checkpoint)
+    if world.is_main:
+        run.write_recipe(to_toml(recipe))
+    session.step_model = world.wrap(model, dev)
+    if world.enabled:
+        torch.manual_seed(cfg.seed + world.rank * RANK_SEED_STRIDE)  # dropout masks differ per rank
+    return session
