@@ -56,7 +56,7 @@ problem (and what we can do about it)", ISSCC 2014.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -193,14 +193,14 @@ def _fanout_sum(layer: nn.Module, weight_map: torch.Tensor) -> float:
             padding = 0
         taps = F.conv2d(x4, kernel, None, layer.stride, padding, layer.dilation, groups)
         return float(taps.sum(dtype=torch.float64)) * (layer.out_channels // groups)
-    return float(w.sum(dtype=torch.float64)) * layer.out_features
+    return float(w.sum(dtype=torch.float64)) * cast(nn.Linear, layer).out_features
 
 
 def _dense_macs(layer: nn.Module, out: torch.Tensor) -> float:
     if isinstance(layer, nn.Conv2d):
         kh, kw = layer.kernel_size
         return float(out.numel()) * (layer.in_channels // layer.groups) * kh * kw
-    return float(out.numel()) * layer.in_features
+    return float(out.numel()) * cast(nn.Linear, layer).in_features
 
 
 def classify_input(x: torch.Tensor, cfg: CountConfig) -> tuple[bool, int, torch.Tensor | None]:
@@ -253,7 +253,7 @@ def _pool_map(pool: nn.Module, m: torch.Tensor, out: torch.Tensor, window: float
         t = F.avg_pool2d(t, pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode,
                          pool.count_include_pad, pool.divisor_override)
     else:
-        t = F.adaptive_avg_pool2d(t, out.shape[-2:])
+        t = F.adaptive_avg_pool2d(t, cast("tuple[int, int]", out.shape[-2:]))
     return (t * window).round().reshape(out.shape)
 
 

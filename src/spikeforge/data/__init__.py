@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from . import events as _events
 from .base import ArrayDataset, DatasetInfo, DataSplits
@@ -93,7 +94,8 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> DataSplits:
     table = datasets()
     if cfg.name not in table:
         raise ValueError(f"data.name: unknown dataset {cfg.name!r}; valid names: {', '.join(sorted(table))}")
-    splits = table[cfg.name](dataset_folder(cfg, root), cfg)
+    folder = dataset_folder(cfg, root)  # None only for a dataset shipped in the package, whose loader ignores it
+    splits = table[cfg.name](cast(Path, folder), cfg)
     if cfg.mean or cfg.std:  # explicit normalisation overrides the dataset's constants
         if cfg.mean:
             splits.info.mean = _check_stats(cfg.mean, splits.info, "mean")

@@ -116,9 +116,9 @@ def resize(model: nn.Module, widths: dict[str, int]) -> list[Step]:
         m = s.module
         n_in, n_out = len(s.in_idx), len(s.out_idx)
         if s.kind == "norm":
-            if n_out != m.num_features:  # type: ignore[union-attr]
+            if n_out != m.num_features:
                 setattr(model, s.name, smaller_like(m, n_in, n_out))
             continue
-        if m.weight.shape[:2] != (n_out, n_in):  # type: ignore[union-attr]
+        if m.weight.shape[:2] != (n_out, n_in):  # type: ignore[index]
             setattr(model, s.name, smaller_like(m, n_in, n_out))
     return steps

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from ..train.checkpoint import load_state_into
 from ..train.metrics import time_average
 from ..train.recipe import Recipe, to_toml
 from ..train.rundir import RunDir, build_from_meta, load_run, save_model
+from .access import weight
 from .chain import index_plan
 from .config import DevelopConfig
 from .extension import SECTION, kept_widths
@@ -58,7 +59,7 @@ def compact_state(model: nn.Module) -> tuple[dict[str, int], dict[str, torch.Ten
         own = {k: v for k, v in s.module.state_dict().items() if k not in DEV_BUFFERS}
         if s.kind == "synapse":
             assert s.in_idx is not None and s.out_idx is not None
-            m = s.module
+            m = cast("nn.Conv2d | nn.Linear", s.module)
             w = m.weight * m.weight_mask if is_masked(m) else m.weight
             dev = w.device
             state[f"{s.name}.weight"] = w[s.out_idx.to(dev)][:, s.in_idx.to(dev)].clone()
@@ -138,7 +139,7 @@ def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path 
     write_compacted(src.recipe, src.meta, widths, state, out, str(src_dir))
     dst = load_run(out, "cpu")  # exactly what evaluate / convert will see
     x, y = encoded_test_inputs(src.recipe, data_root, samples, splits, src.recipe.train.seed)
-    before = {n: int(m.weight.shape[0]) for n, m in src.model.named_children() if n in widths}
+    before = {n: int(weight(m).shape[0]) for n, m in src.model.named_children() if n in widths}
     report: dict[str, Any] = {
         "run_dir": str(src_dir), "out_dir": str(out), "widths_before": before, "widths_after": widths,
         "params_before": param_count(src.model), "params_after": param_count(dst.model),

@@ -26,13 +26,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .access import buffer, weight
+
 STREAK_DTYPE = torch.int32  # int32, not int16: gloo (CPU DDP) cannot broadcast int16 buffers
 CONSTRAINT_BUFFERS = ("range_hi", "range_lo", "prev_weight", "excess_sum", "excess_streak", "shrink_streak")
 
 
 def attach_ranges(layer: nn.Module) -> None:
     """Register the constraint buffers, initialised from the layer's current weights."""
-    w = layer.weight.detach()  # type: ignore[union-attr]
+    w = weight(layer).detach()
     bound = w.abs().max()
     layer.register_buffer("range_hi", torch.full_like(w, float(bound)))
     layer.register_buffer("range_lo", torch.full_like(w, -float(bound)))
@@ -51,8 +53,8 @@ class RangeUpdate:
 @torch.no_grad()
 def update_ranges(layer: nn.Module, consecutive: int, contraction: float) -> RangeUpdate:
     """One epoch of the range rules above (does not project)."""
-    w = layer.weight.detach()  # type: ignore[union-attr]
-    hi, lo, streak, excess = layer.range_hi, layer.range_lo, layer.excess_streak, layer.excess_sum
+    w = weight(layer).detach()
+    hi, lo, streak, excess = (buffer(layer, n) for n in ("range_hi", "range_lo", "excess_streak", "excess_sum"))
     above, below = w >= hi, w <= lo
     one = torch.ones_like(streak)
     # signed streak: +n = n epochs in a row above r_hi, -n = below r_lo
@@ -68,31 +70,31 @@ def update_ranges(layer: nn.Module, consecutive: int, contraction: float) -> Ran
     streak.masked_fill_(done, 0)
     excess.masked_fill_(done, 0.0)
 
-    shrink = layer.shrink_streak
-    shrink.copy_(torch.where(w.abs() < layer.prev_weight.abs(), shrink + 1, torch.zeros_like(shrink)))
+    shrink, prev = buffer(layer, "shrink_streak"), buffer(layer, "prev_weight")
+    shrink.copy_(torch.where(w.abs() < prev.abs(), shrink + 1, torch.zeros_like(shrink)))
     contract = shrink >= consecutive
     hi.copy_(torch.where(contract, hi * contraction, hi))
     lo.copy_(torch.where(contract, lo * contraction, lo))
     shrink.masked_fill_(contract, 0)
-    layer.prev_weight.copy_(w)
+    prev.copy_(w)
     return RangeUpdate(int(moved.sum()), int(contract.sum()))
 
 
 @torch.no_grad()
 def project(layer: nn.Module) -> None:
     """``w ← clamp(w, r_lo, r_hi)`` (shadow weights included)."""
-    w = layer.weight  # type: ignore[union-attr]
-    w.copy_(torch.minimum(torch.maximum(w, layer.range_lo), layer.range_hi))
+    w = weight(layer)
+    w.copy_(torch.minimum(torch.maximum(w, buffer(layer, "range_lo")), buffer(layer, "range_hi")))
 
 
 @torch.no_grad()
 def remember(layer: nn.Module) -> None:
     """Record the current weights as the previous-epoch weights (after a projection)."""
-    layer.prev_weight.copy_(layer.weight)  # type: ignore[union-attr]
+    buffer(layer, "prev_weight").copy_(weight(layer))
 
 
 def range_stats(layer: nn.Module) -> dict[str, float]:
     """Mean range width ``r_hi − r_lo`` and mean bounds of the layer."""
-    hi, lo = layer.range_hi, layer.range_lo
+    hi, lo = buffer(layer, "range_hi"), buffer(layer, "range_lo")
     return {"range_width": float((hi - lo).mean()), "range_hi": float(hi.mean()),
             "range_lo": float(lo.mean())}

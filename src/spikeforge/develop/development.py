@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..models import synaptic_layers
+from .access import weight
 from .config import DevelopConfig
 from .masking import attach_channel_gate, attach_mask, following_batchnorms, is_masked, layer_mask
 from .regeneration import is_conv
@@ -75,7 +76,7 @@ def overall_pruning_rate(model: nn.Module) -> float:
     zero, total = 0, 0
     with torch.no_grad():
         for layer in synaptic_layers(model).values():
-            w = layer.weight * layer_mask(layer) if is_masked(layer) else layer.weight
+            w = weight(layer) * layer_mask(layer) if is_masked(layer) else weight(layer)
             zero += int((w == 0).sum())
             total += w.numel()
     return zero / max(1, total)

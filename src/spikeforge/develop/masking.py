@@ -22,13 +22,14 @@ undoes :func:`attach_mask` / :func:`attach_channel_gate` on a copy, e.g. to rebu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import layers as L
+from .access import buffer, weight
 
 MASK_BUFFERS = ("weight_mask", "channel_mask")  # the masks themselves (synapses; batch-norm channels)
 
@@ -37,17 +38,17 @@ class _StraightThroughMask(torch.autograd.Function):
     """``y = w ⊙ m`` forward, ``∂y/∂w = 1`` backward."""
 
     @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return w * m.to(w.dtype)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         return g, None
 
 
 def masked(w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """``w ⊙ m`` with a straight-through gradient to ``w``."""
-    return _StraightThroughMask.apply(w, m)
+    return cast(torch.Tensor, _StraightThroughMask.apply(w, m))  # type: ignore[no-untyped-call]
 
 
 def alive_neurons(mask: torch.Tensor) -> torch.Tensor:
@@ -58,8 +59,8 @@ def alive_neurons(mask: torch.Tensor) -> torch.Tensor:
 class _MaskedSynapse:
     """Mixin: effective weight and bias of a masked conv/linear layer."""
 
-    weight: nn.Parameter
-    bias: nn.Parameter | None
+    weight: torch.Tensor
+    bias: torch.Tensor | None
     weight_mask: torch.Tensor
 
     def effective_weight(self) -> torch.Tensor:
@@ -71,15 +72,15 @@ class _MaskedSynapse:
         return masked(self.bias, alive_neurons(self.weight_mask))
 
 
-class MaskedConv2d(_MaskedSynapse, L.Conv2d):
+class MaskedConv2d(_MaskedSynapse, L.Conv2d):  # type: ignore[misc, valid-type]
     """Time-distributed conv whose forward uses ``W ⊙ M``."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,  # noqa: A002
                       bias: torch.Tensor | None) -> torch.Tensor:
-        return super()._conv_forward(input, self.effective_weight(), self.effective_bias())
+        return cast(torch.Tensor, super()._conv_forward(input, self.effective_weight(), self.effective_bias()))
 
 
-class MaskedLinear(_MaskedSynapse, L.Linear):
+class MaskedLinear(_MaskedSynapse, L.Linear):  # type: ignore[misc]  # torch types Linear.bias as never None
     """Linear layer whose forward uses ``W ⊙ M``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +93,7 @@ class MaskedBatchNorm2d(L.BatchNorm2d):  # type: ignore[misc, valid-type]
     channel_mask: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
+        y = cast(torch.Tensor, super().forward(x))
         gate = self.channel_mask.to(y.dtype).view(1, 1, -1, *([1] * (y.dim() - 3)))
         return y * gate
 
@@ -111,8 +112,7 @@ def attach_mask(layer: nn.Module) -> nn.Module:
     if cls is None or cls is MaskedBatchNorm2d:
         raise TypeError(f"cannot mask a {type(layer).__name__}; supported: spikeforge.layers Conv2d, Linear")
     layer.__class__ = cls
-    w = layer.weight  # type: ignore[union-attr]
-    layer.register_buffer("weight_mask", torch.ones_like(w, requires_grad=False))
+    layer.register_buffer("weight_mask", torch.ones_like(weight(layer), requires_grad=False))
     return layer
 
 
@@ -120,15 +120,15 @@ def attach_channel_gate(bn: nn.Module) -> nn.Module:
     """Turn a time-distributed BatchNorm2d into a channel-gated one (all channels on); idempotent."""
     if isinstance(bn, MaskedBatchNorm2d):
         return bn
-    if type(bn) is not L.BatchNorm2d:
+    if type(bn) is not L.BatchNorm2d or not isinstance(bn, nn.BatchNorm2d):
         raise TypeError(f"cannot gate a {type(bn).__name__}")
     bn.__class__ = MaskedBatchNorm2d
     device = next(bn.parameters(), next(bn.buffers(), torch.empty(0))).device
-    bn.register_buffer("channel_mask", torch.ones(bn.num_features, device=device))  # type: ignore[arg-type]
+    bn.register_buffer("channel_mask", torch.ones(bn.num_features, device=device))
     return bn
 
 
-def is_masked(layer: nn.Module) -> bool:
+def is_masked(layer: nn.Module) -> TypeGuard[MaskedConv2d | MaskedLinear]:
     return isinstance(layer, _MaskedSynapse)
 
 
@@ -194,6 +194,5 @@ def following_batchnorms(model: nn.Module, names: list[str]) -> dict[str, str]:
 def sync_gates(model: nn.Module, bn_of: dict[str, str]) -> None:
     """Copy each masked conv's alive-neuron vector into its batch norm's ``channel_mask``."""
     for conv_name, bn_name in bn_of.items():
-        conv = model.get_submodule(conv_name)
-        bn = model.get_submodule(bn_name)
-        bn.channel_mask.copy_(alive_neurons(conv.weight_mask).to(bn.channel_mask.dtype))  # type: ignore[union-attr]
+        gate = buffer(model.get_submodule(bn_name), "channel_mask")
+        gate.copy_(alive_neurons(buffer(model.get_submodule(conv_name), "weight_mask")).to(gate.dtype))

@@ -19,14 +19,16 @@ import math
 import torch
 from torch import nn
 
+from .access import buffer, weight
+
 
 def synapse_scores(layer: nn.Module) -> torch.Tensor:
     """σ: min-max normalised range widths times the mask."""
-    rho = layer.range_hi + layer.range_lo.abs()
+    rho = buffer(layer, "range_hi") + buffer(layer, "range_lo").abs()
     lo, hi = rho.min(), rho.max()
     span = hi - lo
     norm = (rho - lo) / span if float(span) > 0 else torch.zeros_like(rho)
-    return norm * layer.weight_mask
+    return norm * buffer(layer, "weight_mask")
 
 
 def neuron_importance(layer: nn.Module) -> torch.Tensor:
@@ -37,7 +39,7 @@ def neuron_importance(layer: nn.Module) -> torch.Tensor:
 def pruning_order(layer: nn.Module) -> torch.Tensor:
     """Neuron indices from least to most important (ties: smaller L1 weight first, then index)."""
     importance = neuron_importance(layer)
-    l1 = (layer.weight.detach() * layer.weight_mask).abs().flatten(1).sum(1)  # type: ignore[union-attr]
+    l1 = (weight(layer).detach() * buffer(layer, "weight_mask")).abs().flatten(1).sum(1)
     by_l1 = torch.sort(l1, stable=True).indices
     return by_l1[torch.sort(importance[by_l1], stable=True).indices]
 
@@ -56,7 +58,7 @@ def prune_neurons(layer: nn.Module, rate: float, exempt: torch.Tensor | None = N
     ``exempt`` (bool ``[out]``) marks neurons that are not candidates this time (neurons revived by
     regeneration in this epoch). Returns the neurons that were alive before and are pruned now.
     """
-    mask = layer.weight_mask
+    mask = buffer(layer, "weight_mask")
     n = mask.shape[0]
     order = pruning_order(layer)
     if exempt is not None:
@@ -69,4 +71,4 @@ def prune_neurons(layer: nn.Module, rate: float, exempt: torch.Tensor | None = N
 
 def surviving_neurons(layer: nn.Module, min_inputs: int) -> int:
     """``N − D``: neurons with at least ``min_inputs`` active incoming synapses."""
-    return int((layer.weight_mask.flatten(1).sum(1) >= min_inputs).sum())
+    return int((buffer(layer, "weight_mask").flatten(1).sum(1) >= min_inputs).sum())

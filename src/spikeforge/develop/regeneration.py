@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from .access import buffer, weight
 from .constraint import STREAK_DTYPE
 
 PERCENT = 100.0
@@ -32,9 +33,9 @@ def is_conv(layer: nn.Module) -> bool:
 
 
 def attach_regeneration(layer: nn.Module) -> None:
-    shape = layer.weight.shape[:2] if is_conv(layer) else layer.weight.shape  # type: ignore[union-attr]
-    layer.register_buffer("regen_streak", torch.zeros(shape, dtype=STREAK_DTYPE,
-                                                      device=layer.weight.device))  # type: ignore[union-attr]
+    w = weight(layer)
+    shape = w.shape[:2] if is_conv(layer) else w.shape
+    layer.register_buffer("regen_streak", torch.zeros(shape, dtype=STREAK_DTYPE, device=w.device))
 
 
 def percentile(x: torch.Tensor, q: float) -> torch.Tensor:
@@ -47,7 +48,7 @@ def percentile(x: torch.Tensor, q: float) -> torch.Tensor:
 def threshold_percentile(q0: float, growth: float, q_max: float, offset: float) -> float:
     """q(k) = min(q_max, q0 + growth^k)."""
     try:
-        rise = growth ** offset
+        rise: float = growth ** offset
     except OverflowError:
         rise = math.inf
     return min(q_max, q0 + rise)
@@ -56,7 +57,7 @@ def threshold_percentile(q0: float, growth: float, q_max: float, offset: float) 
 @torch.no_grad()
 def regenerate(layer: nn.Module, q: float, streak_epochs: int) -> int:
     """Advance the candidate streaks; restore those reaching ``streak_epochs``. Returns synapses restored."""
-    w, mask, streak = layer.weight.detach(), layer.weight_mask, layer.regen_streak  # type: ignore[union-attr]
+    w, mask, streak = weight(layer).detach(), buffer(layer, "weight_mask"), buffer(layer, "regen_streak")
     if is_conv(layer):
         sums = w.sum(dim=(2, 3))
         candidate = (mask.amax(dim=(2, 3)) == 0) & (sums > percentile(sums, q))

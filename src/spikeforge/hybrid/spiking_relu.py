@@ -56,7 +56,7 @@ class BatchShare:
 
 class _LsqQuantize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, step: torch.Tensor, levels: int,  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, step: torch.Tensor, levels: int,
                 grad_scale: float) -> torch.Tensor:
         q = x / step
         r = torch.round(q).clamp_(0, levels)
@@ -66,7 +66,7 @@ class _LsqQuantize(torch.autograd.Function):
         return r * step
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         (q,) = ctx.saved_tensors
         levels = ctx.levels
         below, above = q < 0, q > levels
@@ -86,6 +86,7 @@ class SpikingReLU(Site):
     """Quantized ReLU site: ``y = s·clamp(round(x/s), 0, L)`` per time step."""
 
     spiking = False
+    initialized: torch.Tensor
 
     def __init__(self, levels: int = 15, init_step: float = 1.0) -> None:
         super().__init__()

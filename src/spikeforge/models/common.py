@@ -18,7 +18,7 @@ class Net(nn.Sequential):
     so module paths such as ``sn1`` or ``layer2.0.sn1`` are stable names for sites and layers.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:
             raise ValueError(f"expected a time-first input [T, B, ...], got shape {tuple(x.shape)}")
         return super().forward(x)

@@ -14,6 +14,7 @@ pool, fc 256, fc classes (as in TET / MPBN). ``resnet18`` / ``resnet34``: ImageN
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 import torch
 from torch import nn
@@ -117,7 +118,7 @@ def _imagenet_resnet(blocks: tuple[int, ...], num_classes: int, in_channels: int
     net = _resnet(stem, c[0], tuple(c), blocks, (1, 2, 2, 2), None, num_classes, residual, neuron,
                   spiking_output)
     # max pool after the stem's neuron (or after BN for the membrane-shortcut style)
-    net.stem.add_module("pool", L.MaxPool2d(3, stride=2, padding=1))
+    cast(nn.Module, net.stem).add_module("pool", L.MaxPool2d(3, stride=2, padding=1))
     return net
 
 

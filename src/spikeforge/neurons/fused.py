@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -222,7 +222,7 @@ class _FusedSequence(torch.autograd.Function):
     """``(x_seq, v0, a, b, c, spec) -> (spikes, v_T)``; saves ``h`` (and ``x`` only if ∂b is needed)."""
 
     @staticmethod
-    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,  # type: ignore[override]
+    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,
                 c: Scalar, spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
         ca, cb, cc = (_as_coef(k, x_seq) for k in (a, b, c))
         key = _signature(x_seq, spec, *(isinstance(k, torch.Tensor) for k in (ca, cb, cc)))
@@ -235,7 +235,7 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,  # type: ignore[override]
+    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,
                  ) -> tuple[torch.Tensor | None, ...]:
         x_seq, hs, v0 = ctx.saved_tensors
         a, b, c = ctx.coefs
@@ -283,8 +283,9 @@ def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
     spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
                 p.surrogate)
     if x_seq.is_contiguous() or not channels_last_steps(x_seq):
-        return _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec)
+        return cast(tuple[torch.Tensor, torch.Tensor],
+                    _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec))  # type: ignore[no-untyped-call]
     # elementwise in time: run on the contiguous [T, B, H, W, C] view, hand back channels-last views
-    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW), v0.permute(0, 2, 3, 1),
+    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW), v0.permute(0, 2, 3, 1),  # type: ignore[no-untyped-call]
                                        p.decay, p.input_gain, p.bias, spec)
     return spikes.permute(*CHANNELS_FIRST_VIEW), v_T.permute(0, 3, 1, 2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -130,7 +131,7 @@ class NeuronConfig:
             raise ValueError(f"neuron.reset must be 'hard' or 'soft', got {self.reset!r}")
         v_reset = self.v_reset if self.reset == "hard" else None
         sg = make_surrogate(self.surrogate, **self.surrogate_params)
-        common = dict(threshold=self.threshold, v_reset=v_reset, detach_reset=self.detach_reset,
+        common: dict[str, Any] = dict(threshold=self.threshold, v_reset=v_reset, detach_reset=self.detach_reset,
                       surrogate=sg, backend=self.backend)
         if self.kind == "if":
             return IFNode(**common)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -25,13 +25,13 @@ class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, ``surrogate.derivative`` backward."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
         return (x >= 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad_out * ctx.surrogate.derivative(x), None
 
@@ -45,7 +45,7 @@ class Surrogate:
         raise NotImplementedError
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _SpikeFunction.apply(x, self)
+        return cast(torch.Tensor, _SpikeFunction.apply(x, self))  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 import triton
@@ -168,7 +168,7 @@ def _spec(p: NeuronParams) -> Spec:
 
 class _TritonSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, coefs: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, coefs: torch.Tensor,
                 p: NeuronParams) -> tuple[torch.Tensor, torch.Tensor]:
         steps, n = x_seq.shape[0], x_seq[0].numel()
         spikes, hs, v_T = torch.empty_like(x_seq), torch.empty_like(x_seq), torch.empty_like(v0)
@@ -187,7 +187,7 @@ class _TritonSequence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,  # type: ignore[override]
+    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,
                  ) -> tuple[torch.Tensor | None, ...]:
         x_seq, v0, coefs, hs = ctx.saved_tensors
         p: NeuronParams = ctx.p
@@ -228,4 +228,5 @@ def triton_sequence(x_seq: torch.Tensor, p: NeuronParams,
         return fused_sequence(x_seq, p, v0)
     x_seq = x_seq.contiguous()
     v0 = torch.full_like(x_seq[0], p.v_init) if v0 is None else v0.to(x_seq.dtype).expand_as(x_seq[0])
-    return _TritonSequence.apply(x_seq, v0.contiguous(), _coefs(p, x_seq), p)
+    return cast(tuple[torch.Tensor, torch.Tensor],
+                _TritonSequence.apply(x_seq, v0.contiguous(), _coefs(p, x_seq), p))  # type: ignore[no-untyped-call]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -242,8 +242,8 @@ class Converter:
                 else:
                     factors = [t.scale * c for c in plane_factors(t.max_level, self.coding)]
                     sources.append((self.planes(t), factors))
-        weight = m.weight.detach().to(F64)
-        bias = None if m.bias is None else m.bias.detach().to(F64)
+        weight = cast(torch.Tensor, m.weight).detach().to(F64)
+        bias = None if m.bias is None else cast(torch.Tensor, m.bias).detach().to(F64)
         if isinstance(m, nn.Conv2d):
             node = conv_node(path, m, weight, bias, val.pending, val.shape, sources, offset)
         else:

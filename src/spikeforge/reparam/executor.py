@@ -9,7 +9,7 @@ they do any model: their input is the tensor the synaptic layer really reads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,22 +29,24 @@ def module_key(node_name: str) -> str:
 class SynapticConv(nn.Module):
     """``conv2d(crop(cat(inputs)), W) + bias [+ bias_map]``."""
 
+    bias_map: torch.Tensor | None
+
     def __init__(self, node: Node) -> None:
         super().__init__()
         w = node.tensors["weight"].to(F64)
         a = node.attrs
-        self.layer = L.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(a["stride"]),
-                              padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
-                              bias="bias" in node.tensors, dtype=F64, device=w.device)
+        self.layer = cast(nn.Conv2d, L.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(a["stride"]),
+                                              padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
+                                              bias="bias" in node.tensors, dtype=F64, device=w.device))
         with torch.no_grad():
             self.layer.weight.copy_(w)
             if "bias" in node.tensors:
-                self.layer.bias.copy_(node.tensors["bias"])
+                cast(torch.Tensor, self.layer.bias).copy_(node.tensors["bias"])
         self.crop: list[int] | None = a.get("crop")
         self.register_buffer("bias_map", node.tensors.get("bias_map"))
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        y = self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop))
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        y: torch.Tensor = self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop))
         return y if self.bias_map is None else y + self.bias_map
 
 
@@ -60,8 +62,8 @@ class SynapticLinear(nn.Module):
             if "bias" in node.tensors:
                 self.layer.bias.copy_(node.tensors["bias"])
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        return self.layer(concat_inputs(xs, flatten=True))
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return cast(torch.Tensor, self.layer(concat_inputs(xs, flatten=True)))
 
 
 class ConvertedModel(nn.Module):
@@ -104,7 +106,7 @@ class ConvertedModel(nn.Module):
             return input_op(x, n.attrs, F64)
         xs = [values[i] for i in n.inputs]
         if n.op in ("conv", "linear"):
-            return self.synapse(n)(xs)
+            return cast(torch.Tensor, self.synapse(n)(xs))
         return run_elementwise(n.op, xs, n.attrs)
 
 

@@ -16,7 +16,7 @@ converted model reproduces the hybrid's spikes from (almost) identical membrane 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ def add_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
 def maxpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
     y = F.max_pool2d(x.flatten(0, 1), attrs["kernel_size"], attrs["stride"], attrs["padding"],
                      attrs["dilation"], attrs["ceil_mode"])
-    return y.unflatten(0, x.shape[:2])
+    return cast(torch.Tensor, y.unflatten(0, x.shape[:2]))  # type: ignore[no-untyped-call]
 
 
 def input_op(x: torch.Tensor, attrs: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:

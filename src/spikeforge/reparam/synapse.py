@@ -42,6 +42,7 @@ def conv_node(name: str, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tens
         raise ValueError(f"{name}: a conv needs a [C, H, W] input, got per-sample shape {shape}")
     if any(_is_flatten(p) for p in pending) or len(pending) > 1:
         raise ValueError(f"{name}: only a single average pool can be folded into a conv, got {pending}")
+    geom: dict[str, Any]
     if pending:
         w, geom = fold_avgpool_into_conv(weight, conv, pending[0], (shape[1], shape[2]))
     else:
@@ -67,7 +68,7 @@ def linear_node(name: str, weight: torch.Tensor, bias: torch.Tensor | None, pend
     channels = shape[0]
     per_feature = w.shape[1] // channels
 
-    def widen(f: Factors) -> Factors:
+    def widen(f: Factors) -> list[Any]:
         return [c.to(w).repeat_interleave(per_feature) if isinstance(c, torch.Tensor) else c for c in f]
 
     tensors = {"weight": torch.cat([expand_input_weight(w, widen(f)) for _, f in sources], dim=1)}

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
-def atomic_write_with(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write_with(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` fills a temporary file beside ``path``; it is flushed to disk, then renamed onto
     ``path``, so readers see the old file or the complete new one, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ class Distributed:
         """Element-wise sum of ``values`` over all ranks (identity in a single process)."""
         if not self.enabled:
             return list(values)
-        return self.all_sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()  # type: ignore[no-any-return]
+        summed: list[float] = self.all_sum(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+        return summed
 
     def all_sum(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` summed over all ranks, in place (unchanged in a single process)."""

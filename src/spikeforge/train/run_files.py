@@ -107,7 +107,7 @@ class RunDir:
     def read_recipe_document(self) -> Any:
         """The resolved recipe as a table: from ``model.json`` when there is one, else ``recipe.toml``."""
         if self.holds_model():
-            return self.read_model_meta().get("recipe")  # type: ignore[no-any-return]
+            return self.read_model_meta().get("recipe")
         path = self.path / self.RECIPE
         if not path.is_file():
             raise FileNotFoundError(f"{self.path}: no {self.MODEL_META} or {self.RECIPE} (is this a run directory?)")

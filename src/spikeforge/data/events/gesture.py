@@ -55,7 +55,7 @@ def read_gesture_labels(path: str | Path) -> np.ndarray:
             cls, start, end = (int(c) for c in cells) if len(cells) == len(LABEL_HEADER) else (None,) * 3
         except ValueError:
             cls = None
-        if cls is None:
+        if cls is None or start is None or end is None:  # all three are None or none is
             raise EventFormatError(path, f"line {num}: expected three integers "
                                          f"{','.join(LABEL_HEADER)}, got {line!r}")
         if not 1 <= cls <= len(GESTURE_CLASSES):
@@ -121,7 +121,9 @@ def read_sorted_aedat3(path: Path) -> np.ndarray:
 def load_dvsgesture(root: Path, cfg: DataConfig) -> DataSplits:
     """DVS128 Gesture: 11 classes, 128x128 (use ``data.events.size`` to downsample)."""
     base = gesture_root(Path(root))
-    refs, key_files, skips = {}, {}, {}
+    refs: dict[str, list[SampleRef]] = {}
+    key_files: dict[str, list[Path]] = {}
+    skips: dict[str, list[str]] = {}
     for split in TRIAL_LISTS:
         files = trial_files(base, split)
         skips[split] = []
