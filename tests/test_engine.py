@@ -111,6 +111,10 @@ def test_train_resume_evaluate_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     ev = json.loads(capsys.readouterr().out)
     assert ev["samples"] == 16 and ev["epoch"] == 2
     assert abs(ev["accuracy"] - json.loads(lines[-1])["test_accuracy"]) < 1e-9
+    # the resolved recipe records the dataset folder, so later commands find it without --data
+    assert load_run(tmp_path / "run").recipe.data.root == str(data.resolve())
+    assert main(["evaluate", str(tmp_path / "run"), "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == ev["accuracy"]
 
 
 def test_training_learns_on_separable_data(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spikeforge.hybrid.spiking_relu import SpikingReLU, quantize_levels
+from spikeforge.hybrid.spiking_relu import BatchShare, SpikingReLU, quantize_levels
 
 # values chosen away from rounding ties (x/s never ends in .5)
 X = torch.tensor([-0.7, -0.01, 0.0, 0.04, 0.26, 0.49, 1.13, 1.61, 3.0])
@@ -98,3 +98,25 @@ def test_initialized_is_saved_and_restored() -> None:
 
 def test_site_is_not_spiking() -> None:
     assert SpikingReLU.spiking is False
+
+
+def test_a_share_of_the_batch_learns_as_the_whole_batch() -> None:
+    """Two data-parallel processes, simulated: each holds part of a batch (4 and 3 of 7 samples) and is told
+    its BatchShare; the initial step and the summed step gradients equal one unit seeing the whole batch."""
+    x = torch.randn(2, 7, 5, generator=torch.Generator().manual_seed(1)) * 2  # [T, B, N]
+    weights = torch.rand(x.shape, generator=torch.Generator().manual_seed(2))
+    whole = SpikingReLU(LEVELS)
+    (whole(x) * weights).sum().backward()
+
+    parts, part_weights = torch.tensor_split(x, 2, dim=1), torch.tensor_split(weights, 2, dim=1)
+    stats = [torch.stack([p.abs().sum(), torch.tensor(float(p.numel()))]) for p in parts]
+    grads = []
+    for r, (p, w) in enumerate(zip(parts, part_weights, strict=True)):
+        unit = SpikingReLU(LEVELS)
+        other = stats[1 - r]
+        unit.share = BatchShare(p.shape[1], x.shape[1], lambda t, other=other: t.add_(other))
+        (unit(p) * w).sum().backward()
+        assert unit.step.item() == pytest.approx(whole.step.item(), rel=1e-6)  # same LSQ initialisation
+        grads.append(float(unit.step.grad))
+    assert sum(grads) == pytest.approx(float(whole.step.grad), rel=1e-5)
+    assert BatchShare().elements(x) == x.numel()

@@ -1,13 +1,27 @@
-"""SD-SNN adaptive structural development (Han, Zhao, Zeng, Pan, arXiv 2211.12219).
+"""SD-SNN adaptive structural development (Han, Zhao, Zeng, Pan, arXiv 2211.12219), with the engine or
+in your own loop.
 
 - :mod:`.config`: the recipe section ``[develop]``;
-- :mod:`.masking`: masked layers with trained shadow weights (``layer.weight_mask`` buffers);
-- :mod:`.constraint`: dendritic-spine synaptic ranges; :mod:`.pruning`: neuronal pruning;
-  :mod:`.regeneration`: synaptic regeneration; :mod:`.rates`: neurotrophic rates;
-  :mod:`.schedule`: epoch constants scaled to the run length;
-- :mod:`.extension`: the engine extension (``EXTENSION``) and its per-epoch hook;
-- :mod:`.chain` / :mod:`.compact`: removing pruned neurons (``spikeforge compact``);
-- :mod:`.plot`: ``plot_development(run_dir)``.
-
-Submodules are imported explicitly (this package is imported by the recipe schema, so it stays light).
+- :mod:`.development`: ``Development(model, cfg, epochs, layers)`` — ``after_step()`` after every
+  optimizer step, ``end_epoch(epoch)`` once per epoch; :mod:`.extension`: the training method (``METHOD``);
+- :mod:`.rules`: the ordered rules (constraint, regeneration, optional revival, pruning, neurotrophic
+  rates), each declaring its buffers and metrics; their mechanisms in :mod:`.constraint`,
+  :mod:`.regeneration`, :mod:`.pruning`, :mod:`.rates`, :mod:`.schedule`;
+- :mod:`.masking`: masked layers with trained shadow weights, ``bake_masks``;
+- :mod:`.chain` / :mod:`.compact` / :mod:`.compacted`: removing pruned neurons (``compact_run`` for a run
+  directory, ``compact_model`` in memory); :mod:`.plot`: ``development.png``.
 """
+
+from .compact import compact_run, compact_state
+from .compacted import compact_model
+from .config import DevelopConfig
+from .development import Development, default_layers, equip, overall_pruning_rate
+from .extension import METHOD, DevelopHook, DevelopMethod
+from .masking import bake_masks, is_masked
+from .rules import ALL_RULES, Rule, rules_for
+
+__all__ = [
+    "ALL_RULES", "METHOD", "DevelopConfig", "DevelopHook", "DevelopMethod", "Development", "Rule", "bake_masks",
+    "compact_model", "compact_run", "compact_state", "default_layers", "equip", "is_masked", "overall_pruning_rate",
+    "rules_for",
+]

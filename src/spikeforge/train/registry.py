@@ -32,7 +32,9 @@ def _load_builtin() -> None:
 
 
 def register_method(method: Method[Any]) -> None:
-    """Add ``method``; its section name must be new and must not clash with a fixed recipe field."""
+    """Add ``method`` after those already registered (the built-in ones first); its section name must be new
+    and must not clash with a fixed recipe field."""
+    _load_builtin()
     if method.section in (*CORE_SECTIONS, *SCALAR_FIELDS, "methods"):
         raise ValueError(f"method section {method.section!r} clashes with a fixed recipe field")
     if method.section in _methods and _methods[method.section] is not method:
