@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,21 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> Any:
+def _read_text(path: Path, parse: Callable[[str], Any], errors: type[Exception], what: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return parse(path.read_text())
+    except errors as e:
+        raise ValueError(f"{path}: not valid {what} ({e})") from None
+
+
+def read_json(path: Path) -> Any:
+    return _read_text(path, json.loads, json.JSONDecodeError, "JSON")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    return dict(_read_text(path, tomllib.loads, tomllib.TOMLDecodeError, "TOML"))
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

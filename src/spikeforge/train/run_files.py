@@ -18,7 +18,6 @@ change here alone. Every write is atomic (:mod:`.checkpoint`); nothing is unpick
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from .checkpoint import (
     optimizer_from_files,
     optimizer_to_files,
     read_json,
+    read_toml,
     save_tensors,
     write_json,
 )
@@ -108,13 +108,9 @@ class RunDir:
         """The resolved recipe as a table: from ``model.json`` when there is one, else ``recipe.toml``."""
         if self.holds_model():
             return self.read_model_meta().get("recipe")
-        path = self.path / self.RECIPE
-        if not path.is_file():
+        if not (self.path / self.RECIPE).is_file():
             raise FileNotFoundError(f"{self.path}: no {self.MODEL_META} or {self.RECIPE} (is this a run directory?)")
-        try:
-            return tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML: {e}") from None
+        return read_toml(self.path / self.RECIPE)
 
     def recipe_source(self) -> str:
         """Where :meth:`read_recipe_document` reads from (for error messages)."""
