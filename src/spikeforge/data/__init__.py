@@ -15,8 +15,10 @@ from pathlib import Path
 from . import events as _events
 from .base import ArrayDataset, DatasetInfo, DataSplits
 from .config import DataConfig
+from .fingerprint import DataFingerprint, FingerprintDiff
 from .imagefolder import load_image_folder
 from .static import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_mnist_bundled
+from .validate import DataError, DataMismatchError, DataMismatchWarning, EmptySplitError
 
 Loader = Callable[[Path, DataConfig], DataSplits]
 
@@ -95,4 +97,7 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> DataSplits:
 
 
 __all__ = ["DATASETS", "DEFAULT_ROOTS", "ArrayDataset", "DataConfig", "DataSplits", "DatasetInfo", "datasets",
-           "load_dataset", "resolve_root"]
+           "load_dataset", "resolve_root",
+           # data provenance and degenerate data (spikeforge.data.fingerprint / .validate)
+           "DataError", "DataFingerprint", "DataMismatchError", "DataMismatchWarning", "EmptySplitError",
+           "FingerprintDiff"]

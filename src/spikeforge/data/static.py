@@ -254,10 +254,8 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "strings and numbers are allowed in a dataset file") from None
 
 
-def _str_keys(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-    return obj
+def _str_keys(obj: dict[Any, Any]) -> dict[str, Any]:
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
 
 
 def read_cifar_pickle(path: str | Path) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class EventDatasetInfo(DatasetInfo):
     cache_hits: tuple[str, ...] = field(default_factory=tuple)  # splits read from the cache
 
 
-def natural_key(path: Path) -> tuple:
+def natural_key(path: Path) -> tuple[int | str, ...]:
     """Sort key that orders ``x_2`` before ``x_10``."""
     return tuple(int(s) if s.isdigit() else s for s in re.split(r"(\d+)", path.name))
 
@@ -218,7 +218,7 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------- N-MNIST
-def _nmnist_order(path: Path) -> tuple:
+def _nmnist_order(path: Path) -> tuple[float, str, str]:
     """Official sample id (the file stem) first, so a limit takes the original interleaved order."""
     if path.stem.isdigit():
         return (int(path.stem), path.parent.name, "")
