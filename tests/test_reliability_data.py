@@ -144,8 +144,8 @@ def test_aedat_out_of_order_events_are_sorted_with_one_warning(tmp_path: Path) -
         s = load_dataset(_event_cfg("cifar10dvs", tmp_path), tmp_path)
     lines = sorted(str(w.message) for w in caught)
     assert lines == [f"1 event file(s) had out-of-order timestamps and were sorted by time (the AEDAT formats "
-                     f"allow this); first: {tmp_path / 'cat' / f'cifar10_cat_{i}.aedat'}: timestamps decrease at "
-                     "event 1 (t=5 µs after t=40 µs at event 0; 1 decrease(s) in the file)" for i in (0, 1)]
+                     f"do not forbid this); first: {tmp_path / 'cat' / f'cifar10_cat_{i}.aedat'}: timestamps "
+                     "decrease at event 1 (t=5 µs after t=40 µs at event 0; 1 decrease(s) in the file)" for i in (0, 1)]
     cat = s.train.x[s.train.y == CIFAR10_CLASSES.index("cat")][0]
     on = cat[:, 1].nonzero().tolist()  # (frame, y, x) of each ON event: time order, not file order
     assert on == [[0, 10, 10], [0, 20, 20], [1, 30, 30], [1, 40, 40]]

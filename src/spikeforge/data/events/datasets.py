@@ -8,9 +8,9 @@ integer dtype (``uint8`` unless counts exceed 255) and caches them (:mod:`.cache
 Degenerate data is refused: a class folder without files, a split left with 0 samples (e.g.
 every file skipped by ``data.events.skip_bad``). Events whose timestamps go backwards are sorted
 by time (stable) with one warning per split naming the first such file and event: the AEDAT
-formats allow out-of-order events (several sources, USB re-ordering), and both the ``count``
-split and DVS128 Gesture's label windows need time order. (N-MNIST files are rejected earlier,
-by their decoder.)
+formats do not forbid out-of-order events (a file may interleave several sources), and both the
+``count`` split and DVS128 Gesture's label windows need time order. (N-MNIST files are rejected
+earlier, by their decoder.)
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def build_frames(refs: list[SampleRef], reader: Reader, spec: FrameSpec, skip_ba
         n += 1
     if sorted_files:
         warnings.warn(f"{len(sorted_files)} event file(s) had out-of-order timestamps and were sorted by time "
-                      f"(the AEDAT formats allow this); first: {sorted_files[0]}", stacklevel=2)
+                      f"(the AEDAT formats do not forbid this); first: {sorted_files[0]}", stacklevel=2)
     return CachedSplit(x[:n], labels[:n], skipped)
 
 
