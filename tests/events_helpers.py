@@ -112,3 +112,17 @@ def aedat4_file(path: Path, packets: list[bytes], compression: int = 0, size_pre
         out += struct.pack("<ii", i % 2, len(fb)) + fb
     path.write_bytes(out)
     return path
+
+
+def nmnist_folder(root: Path, rng: np.random.Generator, per_digit: int = 1, events_per_file: int = 30) -> Path:
+    """The official N-MNIST layout ``Train|Test/<digit>/NNNNN.bin`` with every digit folder filled."""
+    idx = 0
+    for split in ("Train", "Test"):
+        for _ in range(per_digit):
+            for d in range(10):
+                idx += 1
+                folder = root / split / str(d)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{idx:05d}.bin").write_bytes(nmnist_bytes(random_events(rng, events_per_file, 34,
+                                                                                   300_000)))
+    return root

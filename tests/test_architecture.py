@@ -29,18 +29,26 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
+def _targets(module: str, path: Path, node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        target = _resolve(module, path.name == "__init__.py", node)
+        return {target, *(f"{target}.{a.name}" for a in node.names)}
+    return set()
+
+
 def _imports(path: Path, top_level_only: bool) -> set[str]:
-    """spikeforge modules that ``path`` imports (``from pkg import sub`` counts ``pkg.sub`` when it is a module)."""
+    """spikeforge modules that ``path`` imports (``from pkg import sub`` counts ``pkg.sub`` when it is a module).
+
+    Inside functions, a submodule reading a name of its own package (``from . import resolve_root`` in
+    ``data/fingerprint.py``) runs after the package is initialised and is not counted.
+    """
     module, tree = _module_name(path), ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    found: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            target = _resolve(module, path.name == "__init__.py", node)
-            found.add(target)
-            found.update(f"{target}.{a.name}" for a in node.names)
+    found = {t for node in tree.body for t in _targets(module, path, node)}
+    if not top_level_only:
+        inner = {t for node in ast.walk(tree) if node not in tree.body for t in _targets(module, path, node)}
+        found |= {t for t in inner if not module.startswith(t + ".")}
     known = {_module_name(p) for p in PACKAGE.rglob("*.py")}
     return {m for m in found if m in known and m != module}
 
@@ -83,7 +91,10 @@ def _fresh_interpreter(code: str) -> None:
 def test_importing_the_engine_loads_no_method_and_no_pyplot() -> None:
     _fresh_interpreter(
         "import sys\n"
-        "import spikeforge.train, spikeforge.train.engine, spikeforge.train.rundir, spikeforge.plots\n"
+        "import spikeforge.data, spikeforge.train\n"
+        "assert 'spikeforge.train.engine' not in sys.modules  # the package's names load on first use\n"
+        "import spikeforge.train.engine, spikeforge.train.rundir, spikeforge.plots\n"
+        "assert all(getattr(spikeforge.train, n) is not None for n in spikeforge.train.__all__)\n"
         f"loaded = [m for m in sys.modules if m.startswith({METHOD_PACKAGES!r}) or m == 'matplotlib.pyplot']\n"
         "assert not loaded, loaded\n")
 

@@ -166,8 +166,8 @@ def test_gesture_bad_label_rows(tmp_path: Path, text: str, problem: str) -> None
 
 def test_gesture_skip_bad(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
-    recs = {f"user0{i}_led": (_recording(rng, 500), [(2, 0, 1_000_000)]) for i in range(1, 4)}
-    base = gesture_folder(tmp_path, recs, ["user01_led", "user02_led"], ["user03_led"])
+    recs = {f"user0{i}_led": (_recording(rng, 500), [(2, 0, 1_000_000)]) for i in range(1, 5)}
+    base = gesture_folder(tmp_path, recs, ["user01_led", "user02_led"], ["user03_led", "user04_led"])
     (base / "user02_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n99,0,5\n")
     aedat = base / "user03_led.aedat"
     aedat.write_bytes(aedat.read_bytes()[:-4])
@@ -179,7 +179,7 @@ def test_gesture_skip_bad(tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         s = EVENT_DATASETS["dvsgesture"](tmp_path, cfg)
-    assert len(s.train) == 1 and len(s.test) == 0 and s.info.skipped == 2
+    assert len(s.train) == 1 and len(s.test) == 1 and s.info.skipped == 2
     assert any("user03_led.aedat" in f for f in s.info.skipped_files)
 
 

@@ -109,7 +109,7 @@ def test_concurrent_readers_never_see_partial_files(tmp_path: Path) -> None:
 def test_second_load_hits_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     for split in ("Train", "Test"):
-        for d in range(2):
+        for d in range(10):  # all ten digit folders
             (tmp_path / "nm" / split / str(d)).mkdir(parents=True)
             (tmp_path / "nm" / split / str(d) / f"0000{d}.bin").write_bytes(
                 nmnist_bytes(random_events(rng, 50, 34, 10**5)))

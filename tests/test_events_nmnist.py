@@ -17,6 +17,7 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nmnist-
 REAL_TRAIN, REAL_TEST = 1000, 100
 MAX_DURATION_US = 400_000  # saccades total ~300 ms
 MIN_EVENTS, MAX_EVENTS = 500, 20_000
+DIGITS = 10
 needs_real = pytest.mark.skipif(not (REAL / "Train").is_dir(),
                                 reason=f"real N-MNIST subset not found at {REAL} (see shared/data/README.md)")
 
@@ -82,7 +83,7 @@ def _tree(root: Path, n_per_digit: int, rng: np.random.Generator) -> dict[Path, 
     idx = 0
     for split in ("Train", "Test"):
         for _ in range(n_per_digit):
-            for d in range(3):
+            for d in range(DIGITS):  # the loader needs all ten digit folders
                 idx += 1
                 folder = root / split / str(d)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -98,9 +99,10 @@ def test_loader_labels_order_and_skip_bad(tmp_path: Path) -> None:
     cfg = DataConfig(name="nmnist", time_steps=4)
     cfg.events.cache_dir = str(tmp_path / "cache")
     s = EVENT_DATASETS["nmnist"](tmp_path / "nm", cfg)
-    assert s.train.y.tolist() == [0, 1, 2, 0, 1, 2] and len(s.test) == 6
-    assert s.train.x.shape == (6, 4, 2, 34, 34)
-    assert s.train.x.sum(dim=(1, 2, 3, 4)).tolist() == [40, 50, 60] * 2  # every event counted once
+    assert s.train.y.tolist() == list(range(DIGITS)) * 2 and len(s.test) == 2 * DIGITS
+    assert s.train.x.shape == (2 * DIGITS, 4, 2, 34, 34)
+    # every event counted once
+    assert s.train.x.sum(dim=(1, 2, 3, 4)).tolist() == [40 + 10 * d for d in range(DIGITS)] * 2
     bad = tmp_path / "nm" / "Train" / "1" / "00099.bin"
     bad.write_bytes(b"\x00" * 7)
     with pytest.raises(EventFormatError, match="00099.bin: truncated"):
@@ -109,5 +111,5 @@ def test_loader_labels_order_and_skip_bad(tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         s = EVENT_DATASETS["nmnist"](tmp_path / "nm", cfg)
-    assert len(s.train) == 6 and s.info.skipped == 1 and str(bad) in s.info.skipped_files[0]
+    assert len(s.train) == 2 * DIGITS and s.info.skipped == 1 and str(bad) in s.info.skipped_files[0]
     assert any("00099.bin" in str(x.message) for x in w)

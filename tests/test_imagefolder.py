@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import CLASSES, SIDE, write_folder
 from PIL import Image
 
 from spikeforge.data.config import DataConfig
@@ -20,24 +21,6 @@ from spikeforge.data.imagefolder import (
     save_npy_atomic,
 )
 from spikeforge.data.static import CIFAR10, load_cifar10
-
-CLASSES = ("cat", "dog", "emu")
-SIDE = 8
-
-
-def write_folder(root: Path, per_class: dict[str, int], side: int = SIDE, seed: int = 0,
-                 classes: tuple[str, ...] = CLASSES) -> dict[str, list[np.ndarray]]:
-    """PNG images (lossless) under ``root/<split>/<class>/NNN.png``; returns them per split, in file order."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[np.ndarray]] = {}
-    for split, n in per_class.items():
-        for c in classes:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-                Image.fromarray(img).save(root / split / c / f"{i:03d}.png")
-                out.setdefault(f"{split}/{c}", []).append(img)
-    return out
 
 
 def expected(images: dict[str, list[np.ndarray]], split: str, n: int) -> tuple[np.ndarray, list[int]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from data_helpers import FLOAT32, idx_bytes, write_cifar10, write_idx, write_mnist, write_pickle
 
 from spikeforge.data.config import DataConfig
 from spikeforge.data.static import (
@@ -26,38 +26,6 @@ from spikeforge.data.static import (
     read_cifar_pickle,
     read_idx,
 )
-
-UBYTE = 0x08
-FLOAT32 = 0x0D
-
-
-def idx_bytes(arr: np.ndarray, type_code: int = UBYTE) -> bytes:
-    """The official IDX layout: 00 00 type ndim, big-endian uint32 dims, C-order payload."""
-    head = struct.pack(">BBBB", 0, 0, type_code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return head + arr.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, arr: np.ndarray, gz: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = idx_bytes(arr)
-    if gz:
-        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
-    else:
-        path.write_bytes(data)
-
-
-def write_mnist(folder: Path, gz: bool, n_train: int = 7, n_test: int = 5,
-                seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_x": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_y": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_x": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_y": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    for key, arr in arrays.items():
-        write_idx(folder / MNIST_FILES[key], arr, gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -128,28 +96,6 @@ def test_load_mnist_missing_and_mismatched(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- CIFAR
-def write_pickle(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
-
-
-def write_cifar10(folder: Path, per_batch: int = 4,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
-        write_pickle(folder / name, {"batch_label": name.encode(), "labels": labels, "data": data,
-                                     "filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]})
-        xs.append(data)
-        ys.append(labels)
-    write_pickle(folder / "batches.meta", {"label_names": [c.encode() for c in CIFAR10.classes],
-                                           "num_cases_per_batch": per_batch, "num_vis": 3072})
-    return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5]
-
-
 @pytest.mark.parametrize("point_at_folder", [False, True])
 def test_load_cifar10_official_layout(tmp_path: Path, point_at_folder: bool) -> None:
     folder = tmp_path / "cifar-10-batches-py"
@@ -209,6 +155,11 @@ class _Evil:
         return (os.system, (f"touch {self.target}",))
 
 
+class _Allocate:
+    def __reduce__(self) -> tuple:
+        return (bytes, (10**12,))
+
+
 def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar10(folder)
@@ -221,6 +172,12 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
     write_pickle(folder / "data_batch_3", {"data": print, "labels": []})
     with pytest.raises(pickle.UnpicklingError, match="(builtins|__builtin__)\\.print"):
         load_cifar10(tmp_path, DataConfig())
+    write_pickle(folder / "data_batch_3", {"data": _Allocate(), "labels": []})  # bytes(10**12): refused
+    with pytest.raises(DataFormatError, match="data_batch_3: not a readable CIFAR pickle \\(UnpicklingError: "
+                                              "bytes\\(int\\) is not allowed"):
+        load_cifar10(tmp_path, DataConfig())
+    write_pickle(folder / "data_batch_3", {"data": np.zeros((0, 3072), np.uint8), "labels": []})  # b"" inside
+    assert len(load_cifar10(tmp_path, DataConfig()).train) == 16
 
 
 def test_cifar_bad_fields_name_the_file(tmp_path: Path) -> None:

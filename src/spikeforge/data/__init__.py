@@ -18,8 +18,10 @@ from typing import cast
 from . import events as _events
 from .base import ArrayDataset, DatasetInfo, DataSplits
 from .config import DataConfig
+from .fingerprint import DataFingerprint, FingerprintDiff
 from .imagefolder import load_image_folder
 from .static import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, load_mnist_bundled
+from .validate import DataError, DataMismatchError, DataMismatchWarning, EmptySplitError
 
 Loader = Callable[[Path, DataConfig], DataSplits]
 
@@ -105,4 +107,7 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> DataSplits:
 
 
 __all__ = ["DATASETS", "DEFAULT_ROOTS", "ArrayDataset", "DataConfig", "DataSplits", "DatasetInfo", "dataset_folder",
-           "datasets", "load_dataset", "resolve_root"]
+           "datasets", "load_dataset", "resolve_root",
+           # data provenance and degenerate data (spikeforge.data.fingerprint / .validate)
+           "DataError", "DataFingerprint", "DataMismatchError", "DataMismatchWarning", "EmptySplitError",
+           "FingerprintDiff"]

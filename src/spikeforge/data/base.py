@@ -43,6 +43,9 @@ class DatasetInfo:
     mean: tuple[float, ...] = field(default_factory=tuple)  # per channel, in [0, 1] units
     std: tuple[float, ...] = field(default_factory=tuple)
     classes: tuple[str, ...] = field(default_factory=tuple)
+    # the source files each part was read from: "train", "test" and optionally "meta" (files both
+    # splits use, e.g. CIFAR's batches.meta) -> absolute paths; :mod:`.fingerprint` lists them
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,15 +21,19 @@ must share one square native size, which is kept. Result: ``uint8 [N, 3, S, S]``
 
 Cache
 -----
-Each split is stored as ``<name>-<split>-<key>-x.npy`` (images) and ``-y.npy`` (``int64``
-labels) in ``data.cache_dir``, by default ``root/.spikeforge-cache/``; when the data folder is
-not writable (no write permission bit, e.g. a shared read-only copy) ``$XDG_CACHE_HOME`` or
-``~/.cache`` ``/spikeforge/imagefolder`` is used. The key is the SHA-256 of a JSON document with
+Each split is stored as ``<name>-<split>-<key>-x.npy`` (images), ``-y.npy`` (``int64``
+labels) and ``.json`` (the full key and the SHA-256 of both arrays, written last) in
+``data.cache_dir``, by default ``root/.spikeforge-cache/``; when the data folder is not writable
+(no write permission bit, e.g. a shared read-only copy) ``$XDG_CACHE_HOME`` or ``~/.cache``
+``/spikeforge/imagefolder`` is used. The key is the SHA-256 of a JSON document with
 a format version, the resolved root, the split, every file's relative path, size and mtime, and
-the resize option: touching, adding or removing a file invalidates the entry. Files are written
-to a temporary file in the cache folder and moved into place with :func:`os.replace`, so a
-concurrent reader sees either no file or a complete one. ``.npy`` files are read with
-``allow_pickle=False``.
+the resize option: touching, adding or removing a file invalidates the entry (the source files'
+contents are not read: size and mtime stand for them). An entry is used only if its ``.json``
+carries the same key and the arrays hash to the recorded SHA-256; otherwise (an edited, truncated
+or foreign ``.npy``, a missing ``.json``) a warning names the file and the split is decoded and
+written again. Files are written to a temporary file in the cache folder and moved into place
+with :func:`os.replace`, so a concurrent reader sees either no file or a complete one. ``.npy``
+files are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,8 +51,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..train.checkpoint import atomic_write_bytes, atomic_write_with
 from .base import ArrayDataset, DatasetInfo, DataSplits
 from .config import DataConfig
+from .digest import array_sha256
+from .validate import DataError, require_class_files, require_samples
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 TRAIN_DIR = "train"
@@ -65,7 +71,7 @@ PIXEL_MAX = 255.0
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(DataError):
     """An image folder that does not match the expected layout or contents."""
 
 
@@ -105,9 +111,8 @@ def scan_split(split_dir: Path, classes: tuple[str, ...]) -> SplitFiles:
     for c in classes:
         files = sorted(e.path for e in os.scandir(split_dir / c)
                        if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
-        if not files:
-            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-            raise ImageFolderError(f"{split_dir / c}: class folder holds no images ({suffixes})")
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        require_class_files(split_dir / c, files, f"images ({suffixes})", ImageFolderError)
         per_class.append(files)
     paths: list[str] = []
     labels: list[int] = []
@@ -218,49 +223,75 @@ def cache_key(root: Path, split: str, files: SplitFiles, image_size: int) -> str
 
 def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     """``np.save`` to a temporary file next to ``path``, then :func:`os.replace` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
             np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write_with(path, write)
 
 
-def _cache_paths(cache_dir: Path, name: str, split: str, key: str) -> tuple[Path, Path]:
-    stem = f"{name}-{split}-{key[:KEY_CHARS]}"
-    return cache_dir / f"{stem}-x.npy", cache_dir / f"{stem}-y.npy"
+@dataclass(frozen=True)
+class CacheEntry:
+    """The three files of one cached split."""
 
+    x: Path
+    y: Path
+    manifest: Path  # JSON {"format", "key", "sha256"}, written last
 
-def _read_cache(xp: Path, yp: Path, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    if not (xp.is_file() and yp.is_file()):
-        return None
-    try:
-        x, y = np.load(xp, allow_pickle=False), np.load(yp, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # unreadable: rebuild and overwrite
-    ok = x.dtype == np.uint8 and x.ndim == 4 and x.shape[0] == n and y.shape == (n,) and y.dtype == np.int64
-    return (x, y) if ok else None
+    @classmethod
+    def at(cls, cache_dir: Path, name: str, split: str, key: str) -> CacheEntry:
+        stem = f"{name}-{split}-{key[:KEY_CHARS]}"
+        return cls(cache_dir / f"{stem}-x.npy", cache_dir / f"{stem}-y.npy", cache_dir / f"{stem}.json")
+
+    def write(self, x: np.ndarray, y: np.ndarray, key: str) -> None:
+        save_npy_atomic(self.y, y)
+        save_npy_atomic(self.x, x)
+        doc = {"format": CACHE_FORMAT, "key": key, "sha256": array_sha256(x, y)}
+        atomic_write_bytes(self.manifest, json.dumps(doc).encode())
+
+    def problem(self, key: str, n: int) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
+        """``("", (x, y))`` for a valid entry, else ``(what is wrong, None)``."""
+        try:
+            doc = json.loads(self.manifest.read_text())
+        except FileNotFoundError:
+            return f"no checksum file {self.manifest.name} (written by an older spikeforge?)", None
+        except (OSError, ValueError) as e:
+            return f"unreadable checksum file {self.manifest.name} ({e})", None
+        if not isinstance(doc, dict) or doc.get("key") != key or doc.get("format") != CACHE_FORMAT:
+            return f"{self.manifest.name} was written for other source files or settings", None
+        try:
+            x, y = np.load(self.x, allow_pickle=False), np.load(self.y, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            return f"unreadable ({e})", None
+        if not (x.dtype == np.uint8 and x.ndim == 4 and x.shape[0] == n and y.shape == (n,)
+                and y.dtype == np.int64):
+            return f"holds {x.dtype} {list(x.shape)} / {y.dtype} {list(y.shape)}, expected {n} images", None
+        if array_sha256(x, y) != doc.get("sha256"):
+            return "content does not match its SHA-256 (changed after it was written)", None
+        return "", (x, y)
 
 
 def load_split(root: Path, name: str, split: str, files: SplitFiles, image_size: int, cache_dir: Path | None,
                native: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``(x, y, from_cache)`` for one split, decoding and caching on a miss."""
-    paths = None
+    """``(x, y, from_cache)`` for one split, decoding and caching on a miss.
+
+    A cache entry that exists but fails its checks (see the module docstring) is reported with
+    a warning naming the file, then rebuilt.
+    """
+    entry = None
     if cache_dir is not None:
         key = cache_key(root, split, files, image_size)
-        paths = _cache_paths(cache_dir, name, split, key)
-        hit = _read_cache(*paths, len(files.paths))
-        if hit is not None and (not native or hit[0].shape[-1] == native):
-            return hit[0], hit[1], True
+        entry = CacheEntry.at(cache_dir, name, split, key)
+        if entry.x.is_file() or entry.manifest.is_file():
+            problem, hit = entry.problem(key, len(files.paths))
+            if hit is not None and (not native or hit[0].shape[-1] == native):
+                return hit[0], hit[1], True
+            if problem:
+                warnings.warn(f"image cache {entry.x}: {problem}; decoding {split} images of {root} again",
+                              stacklevel=3)
     x = decode_images(files.paths, image_size, native=native)
-    if paths is not None:
-        save_npy_atomic(paths[1], files.labels)
-        save_npy_atomic(paths[0], x)
+    if entry is not None:
+        entry.write(x, files.labels, key)
     return x, files.labels, False
 
 
@@ -315,8 +346,9 @@ def load_image_folder(root: str | Path, cfg: DataConfig, *, name: str = "imagefo
     if cfg.image_size < 0:
         raise ValueError(f"data.image_size must be >= 0, got {cfg.image_size}")
     cache_dir = resolve_cache_dir(root, cfg.cache_dir)
-    train_files = _prefix(scan_split(train_dir, classes), cfg.train_limit, "train_limit")
-    test_files = _prefix(scan_split(eval_dir, classes), cfg.test_limit, "test_limit")
+    all_train, all_test = scan_split(train_dir, classes), scan_split(eval_dir, classes)
+    train_files = _prefix(all_train, cfg.train_limit, "train_limit")
+    test_files = _prefix(all_test, cfg.test_limit, "test_limit")
     x_tr, y_tr, hit_tr = load_split(root, name, "train", train_files, cfg.image_size, cache_dir)
     x_te, y_te, hit_te = load_split(root, name, "test", test_files, cfg.image_size, cache_dir,
                                     native=0 if cfg.image_size else x_tr.shape[-1])
@@ -331,4 +363,9 @@ def load_image_folder(root: str | Path, cfg: DataConfig, *, name: str = "imagefo
     info = ImageFolderInfo(name, len(classes), RGB_CHANNELS, int(x_tr.shape[-1]), "image", m, s, classes,
                            cache_dir=str(cache_dir or ""),
                            cache_hits=tuple(sp for sp, hit in (("train", hit_tr), ("test", hit_te)) if hit))
-    return DataSplits(train, test, info)
+    info.files = {"train": _absolute(all_train.paths), "test": _absolute(all_test.paths)}
+    return require_samples(DataSplits(train, test, info), root)
+
+
+def _absolute(paths: list[str]) -> tuple[str, ...]:
+    return tuple(os.path.abspath(p) for p in paths)

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
+import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ import torch
 
 from .base import ArrayDataset, DatasetInfo, DataSplits
 from .config import DataConfig
-from .imagefolder import find_split_dirs, load_image_folder
+from .imagefolder import PIXEL_MAX, ImageFolderError, find_split_dirs, list_classes, load_image_folder
+from .validate import DataFormatError, DataMismatchWarning, check_labels, require_samples
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
@@ -57,6 +60,8 @@ MNIST_FILES = {
 CIFAR_PIXELS = 3 * 32 * 32
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 BUNDLED_MNIST = ("assets", "mnist-subset.npz")
+LOOKALIKE_MIN_SAMPLES = 100  # fewer training images give too noisy a mean for warn_if_lookalike
+LOOKALIKE_TOLERANCE = 0.05  # |mean pixel - dataset mean| (in [0, 1]) tolerated before looking elsewhere
 
 
 @dataclass(frozen=True)
@@ -81,13 +86,10 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MNIST = StaticSpec("mnist", 1, 28, (0.1307,), (0.3081,), DIGITS)
 FASHION_MNIST = StaticSpec("fashion-mnist", 1, 28, (0.2860,), (0.3530,), FASHION_CLASSES)
+IDX_SPECS = (MNIST, FASHION_MNIST)
 CIFAR10 = StaticSpec("cifar10", 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_CLASSES)
 CIFAR100 = StaticSpec("cifar100", 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
                       tuple(f"class_{i}" for i in range(100)))  # real names come from the meta file
-
-
-class DataFormatError(ValueError):
-    """A dataset file that does not match its documented format (the message names the file)."""
 
 
 # ------------------------------------------------------------------------------------- IDX
@@ -139,7 +141,9 @@ def _find_idx(root: Path, stem: str, subdirs: tuple[str, ...], what: str) -> Pat
     raise FileNotFoundError(f"{what}: {stem}[.gz] not found; looked for " + ", ".join(tried))
 
 
-def _idx_split(root: Path, spec: StaticSpec, subdirs: tuple[str, ...], split: str) -> ArrayDataset:
+def _idx_split(root: Path, spec: StaticSpec, subdirs: tuple[str, ...], split: str
+               ) -> tuple[ArrayDataset, tuple[str, ...]]:
+    """One split's images and labels, and the two files they came from."""
     xp = _find_idx(root, MNIST_FILES[f"{split}_x"], subdirs, spec.name)
     yp = _find_idx(root, MNIST_FILES[f"{split}_y"], subdirs, spec.name)
     x, y = read_idx(xp), read_idx(yp)
@@ -148,31 +152,52 @@ def _idx_split(root: Path, spec: StaticSpec, subdirs: tuple[str, ...], split: st
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise DataFormatError(f"{yp}: labels have shape {y.shape}, expected [{x.shape[0]}] "
                               f"to match {xp.name}")
-    _check_labels(y, len(spec.classes), yp)
-    return ArrayDataset(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
+    check_labels(y, len(spec.classes), yp)
+    ds = ArrayDataset(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
+    return ds, (os.path.abspath(xp), os.path.abspath(yp))
 
 
-def _check_labels(y: np.ndarray, num_classes: int, where: Path | str) -> None:
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise DataFormatError(f"{where}: labels span [{int(y.min())}, {int(y.max())}], "
-                              f"expected [0, {num_classes - 1}]")
+def warn_if_lookalike(x: torch.Tensor, spec: StaticSpec, where: Path | str) -> None:
+    """Warn when training images look like another IDX dataset than ``data.name`` says.
+
+    MNIST and Fashion-MNIST share file names and shapes, so a wrong ``data.name`` (or
+    ``--data`` folder) is otherwise silent. The mean pixel value tells them apart (0.131 vs
+    0.286): the warning comes when the mean is within :data:`LOOKALIKE_TOLERANCE` of the other
+    dataset's and not of this one's, so other IDX data read under these names (e.g. uniform random
+    test images, mean 0.5) is left alone. A warning, not an error: the check is statistical.
+    """
+    if len(x) < LOOKALIKE_MIN_SAMPLES:
+        return
+    mean = float(x.double().mean()) / PIXEL_MAX
+    best = min(IDX_SPECS, key=lambda s: abs(mean - s.mean[0]))
+    if best is not spec and abs(mean - best.mean[0]) <= LOOKALIKE_TOLERANCE < abs(mean - spec.mean[0]):
+        warnings.warn(f"{where}: data.name={spec.name!r} but the training images' mean pixel value {mean:.3f} is "
+                      f"that of {best.name} ({best.mean[0]:.3f}), not of {spec.name} ({spec.mean[0]:.3f}); "
+                      "check data.name and --data", DataMismatchWarning, stacklevel=3)
 
 
-def _limited(splits: DataSplits, cfg: DataConfig) -> DataSplits:
-    """Apply ``train_limit`` / ``test_limit`` (first N; copies so the full arrays can be freed)."""
+def _limited(splits: DataSplits, cfg: DataConfig, where: Path | str) -> DataSplits:
+    """Apply ``train_limit`` / ``test_limit`` (first N; copies so the full arrays can be freed).
+
+    Both splits must keep at least one sample (:func:`~.validate.require_samples`).
+    """
     def cut(ds: ArrayDataset, n: int) -> ArrayDataset:
         if n < 0:
             raise ValueError(f"data.train_limit / data.test_limit must be >= 0, got {n}")
         return ds if n == 0 or n >= len(ds) else ArrayDataset(ds.x[:n].clone(), ds.y[:n].clone())
-    return DataSplits(cut(splits.train, cfg.train_limit), cut(splits.test, cfg.test_limit), splits.info)
+    limited = DataSplits(cut(splits.train, cfg.train_limit), cut(splits.test, cfg.test_limit), splits.info)
+    return require_samples(limited, where)
 
 
 def _load_idx_dataset(root: str | Path, cfg: DataConfig, spec: StaticSpec, folder: str) -> DataSplits:
     root = Path(root)
     subdirs = (".", "raw", f"{folder}/raw")
-    splits = DataSplits(_idx_split(root, spec, subdirs, "train"), _idx_split(root, spec, subdirs, "test"),
-                        spec.info())
-    return _limited(splits, cfg)
+    train, train_files = _idx_split(root, spec, subdirs, "train")
+    test, test_files = _idx_split(root, spec, subdirs, "test")
+    info = spec.info()
+    info.files = {"train": train_files, "test": test_files}
+    warn_if_lookalike(train.x, spec, train_files[0])
+    return _limited(DataSplits(train, test, info), cfg, root)
 
 
 def load_mnist(root: str | Path, cfg: DataConfig) -> DataSplits:
@@ -190,6 +215,13 @@ class UnsafePickleError(pickle.UnpicklingError):
     """A pickle that asks for an object outside :attr:`RestrictedUnpickler.ALLOWED`."""
 
 
+def _bytes_of(*args: Any) -> bytes:
+    """``bytes()`` as pickled for ``b""``; ``bytes(n)`` (an allocation of n bytes) is refused."""
+    if args and not isinstance(args[0], (bytes, bytearray, list)):
+        raise pickle.UnpicklingError(f"bytes({type(args[0]).__name__}) is not allowed in a dataset file")
+    return bytes(*args)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for the official CIFAR files: rebuilds numpy arrays and plain containers only.
 
@@ -205,6 +237,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): __import__("codecs").encode,  # bytes pickled by Python 3, protocol < 3
+        ("__builtin__", "bytes"): _bytes_of,  # b"" (e.g. an empty array's data), protocol < 3
+        ("builtins", "bytes"): _bytes_of,
     }
 
     def __init__(self, file: Any, path: Path) -> None:
@@ -220,10 +254,8 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "strings and numbers are allowed in a dataset file") from None
 
 
-def _str_keys(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-    return obj
+def _str_keys(obj: dict[Any, Any]) -> dict[str, Any]:
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
 
 
 def read_cifar_pickle(path: str | Path) -> dict[str, Any]:
@@ -257,7 +289,7 @@ def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarr
     if labels.shape != (data.shape[0],):
         raise DataFormatError(f"{path}: field {label_key!r} has shape {labels.shape}, "
                               f"expected [{data.shape[0]}]")
-    _check_labels(labels, num_classes, path)
+    check_labels(labels, num_classes, path)
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -283,10 +315,22 @@ def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> ArrayDataset:
     return ArrayDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
 
 
+def _cifar_files(base: Path, train: tuple[str, ...], test: str, meta: str) -> dict[str, tuple[str, ...]]:
+    files = {"train": tuple(os.path.abspath(base / b) for b in train), "test": (os.path.abspath(base / test),)}
+    if (base / meta).is_file():
+        files["meta"] = (os.path.abspath(base / meta),)
+    return files
+
+
 def _image_folder_fallback(root: Path, cfg: DataConfig, spec: StaticSpec, looked: str) -> DataSplits:
-    if find_split_dirs(root) is None:
+    dirs = find_split_dirs(root)
+    if dirs is None:
         raise FileNotFoundError(f"{spec.name}: no {looked} under {root} and no train/ + test/ (or val/) "
                                 "image folders either; pass --data pointing at the dataset folder")
+    found = len(list_classes(dirs[0]))
+    if found != len(spec.classes):
+        raise ImageFolderError(f"{dirs[0]}: {found} class folders, but data.name={spec.name!r} expects "
+                               f"{len(spec.classes)}; use data.name='imagefolder' for other image folders")
     return load_image_folder(root, cfg, name=spec.name, mean=spec.mean, std=spec.std)
 
 
@@ -300,7 +344,9 @@ def load_cifar10(root: str | Path, cfg: DataConfig) -> DataSplits:
     train = _stack([_cifar_batch(base / b, "labels", n) for b in CIFAR10_TRAIN_BATCHES])
     test = _stack([_cifar_batch(base / "test_batch", "labels", n)])
     classes = _label_names(base / "batches.meta", "label_names", n)
-    return _limited(DataSplits(train, test, CIFAR10.info(classes)), cfg)
+    info = CIFAR10.info(classes)
+    info.files = _cifar_files(base, CIFAR10_TRAIN_BATCHES, "test_batch", "batches.meta")
+    return _limited(DataSplits(train, test, info), cfg, base)
 
 
 def load_cifar100(root: str | Path, cfg: DataConfig) -> DataSplits:
@@ -313,7 +359,9 @@ def load_cifar100(root: str | Path, cfg: DataConfig) -> DataSplits:
     train = _stack([_cifar_batch(base / "train", "fine_labels", n)])
     test = _stack([_cifar_batch(base / "test", "fine_labels", n)])
     classes = _label_names(base / "meta", "fine_label_names", n)
-    return _limited(DataSplits(train, test, CIFAR100.info(classes)), cfg)
+    info = CIFAR100.info(classes)
+    info.files = _cifar_files(base, ("train",), "test", "meta")
+    return _limited(DataSplits(train, test, info), cfg, base)
 
 
 # --------------------------------------------------------------------------- bundled MNIST
@@ -339,8 +387,9 @@ def load_mnist_bundled(root: str | Path | None, cfg: DataConfig) -> DataSplits:
         if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != side or y.shape != x.shape[:1]:
             raise DataFormatError(f"{path}: x_{split}/y_{split} have shapes {x.shape}/{y.shape}, "
                                   f"expected uint8 [N, {MNIST.size}, {MNIST.size}] and [N]")
-        _check_labels(y, len(MNIST.classes), path)
+        check_labels(y, len(MNIST.classes), path)
         parts.append(ArrayDataset(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64))))
     info = MNIST.info()
     info.name = "mnist-bundled"
-    return _limited(DataSplits(parts[0], parts[1], info), cfg)
+    info.files = {"train": (os.path.abspath(path),), "test": (os.path.abspath(path),)}
+    return _limited(DataSplits(parts[0], parts[1], info), cfg, path)

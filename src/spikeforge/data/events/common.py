@@ -3,6 +3,11 @@
 Every decoder returns a structured numpy array of :data:`EVENT_DTYPE` records, one per event,
 in file order: ``x`` and ``y`` (pixel column and row, ``int16``), ``t`` (timestamp in
 microseconds, ``int64``) and ``p`` (polarity, ``uint8``, 0 or 1).
+
+Timestamps that go backwards are reported by :func:`first_time_decrease` /
+:func:`describe_decrease`: the N-MNIST decoder rejects them (its format stores one sensor's
+events in time order), the dataset pipeline sorts AEDAT events (those formats allow
+out-of-order events, see ``docs/events.md``).
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validate import DataError
+
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.uint8)])
 HEADER_MARK = b"#"  # AEDAT 2 / 3 header lines start with '#'
 MAX_HEADER_LINES = 100_000  # a guard against reading a binary file as header lines
 
 
-class EventFormatError(ValueError):
+class EventFormatError(DataError):
     """A malformed event file (or label file); the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
@@ -72,3 +79,18 @@ def split_header(path: str | Path, data: bytes, magic: bytes,
         if end_line is not None and line == end_line:
             return lines, pos
     raise EventFormatError(path, f"more than {MAX_HEADER_LINES} header lines")
+
+
+def first_time_decrease(t: np.ndarray) -> int | None:
+    """Index of the first event whose timestamp is below its predecessor's (``None``: ordered)."""
+    if len(t) < 2:
+        return None
+    back = np.diff(t) < 0
+    return int(np.argmax(back)) + 1 if bool(back.any()) else None
+
+
+def describe_decrease(t: np.ndarray, i: int) -> str:
+    """``"timestamps decrease at event i (...)"`` for the index ``i`` from :func:`first_time_decrease`."""
+    count = int((np.diff(t) < 0).sum())
+    return (f"timestamps decrease at event {i} (t={int(t[i])} µs after t={int(t[i - 1])} µs at event {i - 1}; "
+            f"{count} decrease(s) in the file)")

@@ -4,10 +4,18 @@ A loader turns a dataset folder into a list of :class:`SampleRef` per split (fil
 for DVS128 Gesture, a time window), then :func:`build_splits` decodes every file once, turns
 each sample into frames with a :class:`FrameSpec`, stores the frames in the smallest exact
 integer dtype (``uint8`` unless counts exceed 255) and caches them (:mod:`.cache`).
+
+Degenerate data is refused: a class folder without files, a split left with 0 samples (e.g.
+every file skipped by ``data.events.skip_bad``). Events whose timestamps go backwards are sorted
+by time (stable) with one warning per split naming the first such file and event: the AEDAT
+formats do not forbid out-of-order events (a file may interleave several sources), and both the
+``count`` split and DVS128 Gesture's label windows need time order. (N-MNIST files are rejected
+earlier, by their decoder.)
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -19,10 +27,11 @@ import numpy as np
 import torch
 
 from ..base import ArrayDataset, DatasetInfo, DataSplits
+from ..validate import require_class_files, require_samples, require_split
 from .aedat2 import DVS128_SIZE, read_aedat2
 from .aedat4 import read_aedat4
 from .cache import CachedSplit, cached_split, default_cache_dir
-from .common import EventFormatError
+from .common import EventFormatError, describe_decrease, first_time_decrease
 from .frames import FrameSpec, compact_dtype
 from .nmnist import NMNIST_SIZE, read_nmnist
 
@@ -55,7 +64,7 @@ class EventDatasetInfo(DatasetInfo):
     cache_hits: tuple[str, ...] = field(default_factory=tuple)  # splits read from the cache
 
 
-def natural_key(path: Path) -> tuple:
+def natural_key(path: Path) -> tuple[int | str, ...]:
     """Sort key that orders ``x_2`` before ``x_10``."""
     return tuple(int(s) if s.isdigit() else s for s in re.split(r"(\d+)", path.name))
 
@@ -74,6 +83,7 @@ def build_frames(refs: list[SampleRef], reader: Reader, spec: FrameSpec, skip_ba
     x = np.zeros((len(refs), *spec.shape), dtype=np.uint8)
     labels = np.zeros(len(refs), dtype=np.int64)
     skipped = list(prior_skips or [])
+    sorted_files: list[str] = []
     bad_files: set[Path] = set()
     n = 0
     cur_path: Path | None = None
@@ -90,7 +100,7 @@ def build_frames(refs: list[SampleRef], reader: Reader, spec: FrameSpec, skip_ba
             continue
         if ref.path != cur_path:
             try:
-                events, cur_path = read_events(ref.path, reader), ref.path
+                events, cur_path = read_events(ref.path, reader, sorted_files), ref.path
             except EventFormatError as e:
                 bad_files.add(ref.path)
                 skip(str(ref.path), e)
@@ -107,13 +117,26 @@ def build_frames(refs: list[SampleRef], reader: Reader, spec: FrameSpec, skip_ba
         x[n] = frames
         labels[n] = ref.label
         n += 1
+    if sorted_files:
+        warnings.warn(f"{len(sorted_files)} event file(s) had out-of-order timestamps and were sorted by time "
+                      f"(the AEDAT formats do not forbid this); first: {sorted_files[0]}", stacklevel=2)
     return CachedSplit(x[:n], labels[:n], skipped)
 
 
-def read_events(path: Path, reader: Reader) -> np.ndarray:
+def read_events(path: Path, reader: Reader, sorted_files: list[str] | None = None) -> np.ndarray:
+    """The events of ``path`` in time order; a file without events is an :class:`EventFormatError`.
+
+    Out-of-order events are sorted (stable) and ``"<path>: <first decrease>"`` is appended to
+    ``sorted_files``.
+    """
     ev = reader(path)
     if len(ev) == 0:
         raise EventFormatError(path, "file contains no events")
+    back = first_time_decrease(ev["t"])
+    if back is not None:
+        if sorted_files is not None:
+            sorted_files.append(f"{path}: {describe_decrease(ev['t'], back)}")
+        ev = ev[np.argsort(ev["t"], kind="stable")]
     return ev
 
 
@@ -142,8 +165,12 @@ def frame_spec(cfg: DataConfig, width: int, height: int) -> FrameSpec:
 
 def build_splits(name: str, cfg: DataConfig, refs: dict[str, list[SampleRef]], reader: Reader,
                  spec: FrameSpec, classes: tuple[str, ...], key_files: dict[str, list[Path]] | None = None,
-                 prior_skips: dict[str, list[str]] | None = None) -> DataSplits:
-    """Frames for both splits (cached), as :class:`DataSplits` with an :class:`EventDatasetInfo`."""
+                 prior_skips: dict[str, list[str]] | None = None, root: Path | None = None) -> DataSplits:
+    """Frames for both splits (cached), as :class:`DataSplits` with an :class:`EventDatasetInfo`.
+
+    ``info.files`` lists every file of each split (before limits); ``root`` (the dataset folder)
+    is named when a split ends up with 0 samples.
+    """
     cache_dir = resolve_cache_dir(cfg)
     limits = {"train": cfg.train_limit, "test": cfg.test_limit}
     out: dict[str, ArrayDataset] = {}
@@ -157,8 +184,10 @@ def build_splits(name: str, cfg: DataConfig, refs: dict[str, list[SampleRef]], r
                   "prior_skips": (prior_skips or {}).get(split, [])}
         split_skips = (prior_skips or {}).get(split, [])
 
-        def build(r: list[SampleRef] = split_refs, s: list[str] = split_skips) -> CachedSplit:
-            return build_frames(r, reader, spec, cfg.events.skip_bad, s)
+        def build(r: list[SampleRef] = split_refs, s: list[str] = split_skips, sp: str = split) -> CachedSplit:
+            built = build_frames(r, reader, spec, cfg.events.skip_bad, s)
+            require_split(len(built.y), sp, name, root or name, _skip_hint(built.skipped))  # before caching
+            return built
 
         result = cached_split(cache_dir, name, split, files, params, build)
         out[split] = ArrayDataset(torch.from_numpy(result.x), torch.from_numpy(result.y))
@@ -169,10 +198,17 @@ def build_splits(name: str, cfg: DataConfig, refs: dict[str, list[SampleRef]], r
         warnings.warn(f"{name}: skipped {len(skipped)} malformed sample(s)/file(s): {skipped[:5]}",
                       stacklevel=2)
     _, _, h, _ = spec.shape
+    sources = {split: tuple(sorted({os.path.abspath(r.path) for r in refs[split]}
+                                   | {os.path.abspath(f) for f in (key_files or {}).get(split, [])}))
+               for split in SPLITS}
     info = EventDatasetInfo(name=name, num_classes=len(classes), in_channels=spec.shape[1], input_size=h,
-                            kind="frames", classes=classes, skipped=len(skipped),
+                            kind="frames", classes=classes, files=sources, skipped=len(skipped),
                             skipped_files=tuple(skipped), cache_hits=tuple(hits))
-    return DataSplits(out["train"], out["test"], info)
+    return require_samples(DataSplits(out["train"], out["test"], info), root or name, _skip_hint(skipped))
+
+
+def _skip_hint(skipped: list[str]) -> str:
+    return f"{len(skipped)} malformed file(s) or sample(s) skipped by data.events.skip_bad" if skipped else ""
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -182,7 +218,7 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------- N-MNIST
-def _nmnist_order(path: Path) -> tuple:
+def _nmnist_order(path: Path) -> tuple[float, str, str]:
     """Official sample id (the file stem) first, so a limit takes the original interleaved order."""
     if path.stem.isdigit():
         return (int(path.stem), path.parent.name, "")
@@ -190,10 +226,13 @@ def _nmnist_order(path: Path) -> tuple:
 
 
 def nmnist_refs(root: Path, folder: str) -> list[SampleRef]:
+    """Every ``<folder>/<digit>/*.bin``; each of the ten digit folders must exist and hold files."""
     base = require_dir(root / folder, "N-MNIST")
-    refs = [SampleRef(p, int(d)) for d in NMNIST_CLASSES for p in (base / d).glob("*.bin")]
-    if not refs:
-        raise FileNotFoundError(f"N-MNIST: no <digit>/*.bin files under {base}")
+    refs = []
+    for d in NMNIST_CLASSES:
+        class_dir = require_dir(base / d, "N-MNIST (one folder per digit 0-9)")
+        refs += [SampleRef(p, int(d)) for p in require_class_files(class_dir, list(class_dir.glob("*.bin")),
+                                                                   "N-MNIST .bin files")]
     return sorted(refs, key=lambda r: _nmnist_order(r.path))
 
 
@@ -202,7 +241,7 @@ def load_nmnist(root: Path, cfg: DataConfig) -> DataSplits:
     root = Path(root)
     refs = {"train": nmnist_refs(root, "Train"), "test": nmnist_refs(root, "Test")}
     spec = frame_spec(cfg, NMNIST_SIZE, NMNIST_SIZE)
-    return build_splits("nmnist", cfg, refs, read_nmnist, spec, NMNIST_CLASSES)
+    return build_splits("nmnist", cfg, refs, read_nmnist, spec, NMNIST_CLASSES, root=root)
 
 
 # ------------------------------------------------------------------------------- CIFAR10-DVS
@@ -240,8 +279,7 @@ def load_cifar10dvs(root: Path, cfg: DataConfig) -> DataSplits:
     for ci, cls in enumerate(CIFAR10_CLASSES):
         folder = require_dir(base / cls, "CIFAR10-DVS")
         files = [p for p in folder.iterdir() if p.suffix in CIFAR10DVS_SUFFIXES]
-        if not files:
-            raise FileNotFoundError(f"CIFAR10-DVS: no .aedat/.aedat4 files in {folder}")
+        require_class_files(folder, files, "CIFAR10-DVS .aedat/.aedat4 files")
         suffixes |= {p.suffix for p in files}
         tr, te = cifar10dvs_split(files, ci)
         train.append([SampleRef(p, ci) for p in tr])
@@ -252,4 +290,4 @@ def load_cifar10dvs(root: Path, cfg: DataConfig) -> DataSplits:
 
     refs = {"train": _interleave(train), "test": _interleave(test)}
     spec = frame_spec(cfg, DVS128_SIZE, DVS128_SIZE)
-    return build_splits("cifar10dvs", cfg, refs, reader, spec, CIFAR10_CLASSES)
+    return build_splits("cifar10dvs", cfg, refs, reader, spec, CIFAR10_CLASSES, root=base)

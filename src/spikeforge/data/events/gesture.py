@@ -52,12 +52,13 @@ def read_gesture_labels(path: str | Path) -> np.ndarray:
             continue
         cells = [c.strip() for c in line.split(",")]
         try:
-            cls, start, end = (int(c) for c in cells) if len(cells) == len(LABEL_HEADER) else (None,) * 3
+            values = [int(c) for c in cells]
         except ValueError:
-            cls = None
-        if cls is None or start is None or end is None:  # all three are None or none is
+            values = []
+        if len(values) != len(LABEL_HEADER):
             raise EventFormatError(path, f"line {num}: expected three integers "
                                          f"{','.join(LABEL_HEADER)}, got {line!r}")
+        cls, start, end = values
         if not 1 <= cls <= len(GESTURE_CLASSES):
             raise EventFormatError(path, f"line {num}: class {cls} is outside 1..{len(GESTURE_CLASSES)}")
         if end <= start or start < 0:
@@ -109,15 +110,6 @@ def gesture_refs(files: list[Path], skip_bad: bool, skipped: list[str]) -> list[
     return refs
 
 
-def read_sorted_aedat3(path: Path) -> np.ndarray:
-    """AEDAT 3.1 events sorted by time (stable), so label windows can be cut by binary search."""
-    ev = read_aedat3(path)
-    t = ev["t"]
-    if len(t) > 1 and bool((np.diff(t) < 0).any()):
-        ev = ev[np.argsort(t, kind="stable")]
-    return ev
-
-
 def load_dvsgesture(root: Path, cfg: DataConfig) -> DataSplits:
     """DVS128 Gesture: 11 classes, 128x128 (use ``data.events.size`` to downsample)."""
     base = gesture_root(Path(root))
@@ -131,4 +123,4 @@ def load_dvsgesture(root: Path, cfg: DataConfig) -> DataSplits:
         labels = [labels_path(f) for f in files if labels_path(f).is_file()]
         key_files[split] = [base / TRIAL_LISTS[split], *labels]
     spec = frame_spec(cfg, DVS128_SIZE, DVS128_SIZE)
-    return build_splits("dvsgesture", cfg, refs, read_sorted_aedat3, spec, GESTURE_CLASSES, key_files, skips)
+    return build_splits("dvsgesture", cfg, refs, read_aedat3, spec, GESTURE_CLASSES, key_files, skips, root=base)
