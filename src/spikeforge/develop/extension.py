@@ -26,6 +26,7 @@ from .chain import resize
 from .config import DevelopConfig
 from .development import Development, default_layers, equip
 from .masking import bake_masks
+from .plot import plot_development
 
 SECTION = "develop"
 LEGACY_FIELDS = ("widths",)  # recipe fields of older versions that now live in the run's metadata
@@ -88,8 +89,6 @@ class DevelopMethod(Method[DevelopConfig]):
         bake_masks(model)
 
     def plots(self, run: RunDir) -> list[Path]:
-        from .plot import plot_development
-
         return [plot_development(run)]
 
     def upgrade_stored(self, section: dict[str, Any]) -> dict[str, Any]:

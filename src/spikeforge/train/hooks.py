@@ -62,6 +62,11 @@ class TrainContext:
     def epochs(self) -> int:
         return self.recipe.train.epochs
 
+    @property
+    def world_size(self) -> int:
+        """Processes training together (1 outside ``torchrun``)."""
+        return self.world.world
+
 
 class TrainHook:
     """One method's presence in a training run; every method is a no-op unless overridden."""
