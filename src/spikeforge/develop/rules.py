@@ -124,9 +124,8 @@ class Regeneration(Rule):
         out: LayerMetrics = {}
         for n, layer in step.layers.items():
             restored = self._regenerate(step, n, layer) if step.pruning and step.cfg.regenerate else 0
-            regrown = step.regrown.get(n)
-            out[n] = {"synapses_regenerated": restored, "neurons_revived": int(regrown.sum()) if regrown is not None
-                      else 0}
+            regrown = int(step.regrown[n].sum()) if n in step.regrown else 0
+            out[n] = {"synapses_regenerated": restored, "neurons_revived": regrown}
         return out
 
 

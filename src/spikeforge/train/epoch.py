@@ -87,7 +87,7 @@ def train_one_epoch(s: Session, epoch: int) -> dict[str, Any]:
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=s.quiet or not s.world.is_main)
     for i, (x, y) in enumerate(bar):
-        if y.shape[0] < s.world.world:
+        if y.shape[0] < s.ctx.world_size:
             continue  # a final global batch too small to give every rank a sample
         train_step(s, epoch - 1 + i / steps, x, y, tally)
         bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}")

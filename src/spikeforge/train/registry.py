@@ -26,9 +26,14 @@ _builtin_loaded = False
 
 def _load_builtin() -> None:
     global _builtin_loaded
-    if not _builtin_loaded:
-        _builtin_loaded = True  # set first: the module's registrations call back into this registry
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True  # set first: the module's registrations call back into this registry
+    try:
         importlib.import_module(BUILTIN_METHODS)
+    except BaseException:
+        _builtin_loaded = False  # a failed import is reported again on the next question, not hidden
+        raise
 
 
 def register_method(method: Method[Any]) -> None:
