@@ -90,7 +90,7 @@ def coefficients(values: dict[str, np.ndarray], where: str) -> tuple[dict[str, A
 
 def leak(node: Any, tau_attr: str, shape: Shape, sem: Semantics, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Decay ``a`` and the factor ``k`` multiplying ``R·I`` and ``v_leak`` (see the module docstring)."""
-    tau = per_element(node, tau_attr, shape, where)
+    tau = per_element(node, tau_attr, shape, where) * sem.tau_scale
     if not np.all(tau > 0):
         raise NodeError(f"node {where!r}: {tau_attr} must be > 0 (got min {tau.min():g})")
     dt = sem.time_step(where)

@@ -22,6 +22,8 @@ to implement [the primitives] as they want"). :class:`Semantics` names each choi
 - ``reset``: ``"value"`` — ``v ← v_reset`` (NIR); ``"subtract"`` — ``v ← v − θ`` (Sinabs' IAF/LIF).
 - ``spikes``: ``"single"`` (one spike per step) or ``"multi"`` (``⌊v/θ⌋`` spikes per step for
   ``v > 0``, each subtracting θ: Sinabs' default ``MultiSpike``).
+- ``tau_scale``: stored time constants are multiplied by this before use. Norse 1.1.0 writes
+  ``τ = dt/τ_inv = dt·τ`` (``norse/torch/utils/export_nir.py``), so its profile reads ``τ/dt``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ FIRES = ("gt", "ge")
 RESETS = ("value", "subtract")
 SPIKES = ("single", "multi")
 GENERIC = "nir"
+NORSE_DT = 1e-3  # Norse's default time step (norse.torch.to_nir(..., dt=0.001))
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Semantics:
     fire: str = "gt"
     reset: str = "value"
     spikes: str = "single"
+    tau_scale: float = 1.0
     profile: str = GENERIC
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class Semantics:
                 raise ValueError(f"NIR import: {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"NIR import: dt must be a finite number > 0, got {self.dt}")
+        if not (math.isfinite(self.tau_scale) and self.tau_scale > 0):
+            raise ValueError(f"NIR import: tau_scale must be a finite number > 0, got {self.tau_scale}")
         if self.spikes == "multi" and self.reset != "subtract":
             raise ValueError("NIR import: spikes = 'multi' needs reset = 'subtract' (each spike subtracts θ)")
 
@@ -87,7 +93,7 @@ PROFILES: dict[str, Semantics] = {
     GENERIC: Semantics(),
     "spikeforge": Semantics(fire="ge", profile="spikeforge"),
     "snntorch": Semantics(dt=1e-4, profile="snntorch"),
-    "norse": Semantics(dt=1e-3, integrate="sum", current="jump", profile="norse"),
+    "norse": Semantics(dt=NORSE_DT, integrate="sum", current="jump", tau_scale=1 / NORSE_DT, profile="norse"),
     "sinabs": Semantics(dt=1.0, decay="exp", integrate="sum", fire="ge", reset="subtract", spikes="multi",
                         profile="sinabs"),
 }
