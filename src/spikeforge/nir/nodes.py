@@ -71,8 +71,13 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def uniform_value(a: np.ndarray) -> float | None:
-    flat = a.reshape(-1)
+    """The single value of ``a`` in the model's dtype (float32), or None when the elements differ there."""
+    flat = np.asarray(a).reshape(-1).astype(model_dtype())
     return float(flat[0]) if flat.size and np.all(flat == flat[0]) else None
+
+
+def model_dtype() -> np.dtype:
+    return np.dtype(str(torch.get_default_dtype()).removeprefix("torch."))
 
 
 def coefficients(values: dict[str, np.ndarray], where: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
