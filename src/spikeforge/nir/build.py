@@ -174,12 +174,3 @@ def build_model(spec: GraphSpec, surrogate: Surrogate | None = None, backend: st
         return Net(OrderedDict((n.name, modules[n.name]) for n in spec.nodes if n.name in modules))
     return GraphNet(spec, modules)
 
-
-def chain_order(spec: GraphSpec) -> list[str]:
-    """Node names from input to output of a chain spec."""
-    nxt = dict(spec.edges)
-    out, cur = [spec.input], spec.input
-    while cur != spec.output:
-        cur = nxt[cur]
-        out.append(cur)
-    return out

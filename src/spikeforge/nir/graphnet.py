@@ -14,6 +14,8 @@ A node's input is the sum of its incoming edges (in edge order). Every call star
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -25,8 +27,6 @@ STATEFUL_PARAM = "carry"
 
 def takes_carry(m: nn.Module) -> bool:
     """Modules whose ``forward`` accepts a :class:`Carry` (neurons, integrators, delays)."""
-    import inspect
-
     return STATEFUL_PARAM in inspect.signature(m.forward).parameters
 
 
@@ -62,8 +62,8 @@ class GraphNet(nn.Module):
             return m(x, carries[name])
         return m(x)
 
-    def merged(self, name: str, values: dict[str, torch.Tensor], previous: dict[str, torch.Tensor] | None,
-               like: torch.Tensor) -> torch.Tensor:
+    def merged(self, name: str, values: dict[str, torch.Tensor],
+               previous: dict[str, torch.Tensor] | None) -> torch.Tensor:
         terms = [values[p] for p in self._preds[name]]
         if previous is not None:
             terms += [previous[p] for p in self._rpreds[name]]
@@ -83,7 +83,7 @@ class GraphNet(nn.Module):
         if not self._plan.recurrent:
             values: dict[str, torch.Tensor] = {}
             for name in self._plan.order:
-                inp = x if name == self._spec.input else self.merged(name, values, None, x)
+                inp = x if name == self._spec.input else self.merged(name, values, None)
                 values[name] = self.call(name, inp, None)
             return values[self._spec.output]
         return self.stepped(x)
@@ -98,7 +98,7 @@ class GraphNet(nn.Module):
         for t in range(x.shape[0]):
             values: dict[str, torch.Tensor] = {}
             for name in self._plan.order:
-                inp = x[t:t + 1] if name == self._spec.input else self.merged(name, values, previous, x)
+                inp = x[t:t + 1] if name == self._spec.input else self.merged(name, values, previous)
                 values[name] = self.call(name, inp, carries)
             previous = {a: values[a] for a in previous}
             outputs.append(values[self._spec.output])

@@ -16,7 +16,6 @@ neurons, ``v_reset`` for IF, 0 for integrators and currents.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -303,6 +302,6 @@ def input_shape(node: Any, where: str) -> Shape:
     if shape is None:
         raise NodeError(f"input node {where!r} declares no shape")
     out = tuple(int(x) for x in np.atleast_1d(np.asarray(shape)))
-    if not out or min(out) < 1 or not all(math.isfinite(x) for x in out):
+    if not out or min(out) < 1:
         raise NodeError(f"input node {where!r} has an invalid shape {list(out)}")
     return out

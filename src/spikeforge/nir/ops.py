@@ -42,13 +42,18 @@ class SumPool2d(nn.AvgPool2d):
 class Scale(nn.Module):
     """``y = s ⊙ x`` (NIR ``Scale``): ``value`` for one factor, else a buffer ``scale`` shaped like the node."""
 
+    scale: torch.Tensor | None
+
     def __init__(self, shape: tuple[int, ...], value: float | None) -> None:
         super().__init__()
         self.value = value
         self.register_buffer("scale", None if value is not None else torch.zeros(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (self.value if self.value is not None else self.scale)
+        if self.value is not None:
+            return x * self.value
+        assert self.scale is not None
+        return x * self.scale
 
     def extra_repr(self) -> str:
         return f"scale={self.value:.6g}" if self.value is not None else "scale=per-element"
@@ -72,6 +77,8 @@ class NirFlatten(nn.Module):
 class Delay(nn.Module):
     """``y[t] = x[t − d]`` (NIR ``Delay``), ``d ≥ 0`` whole time steps: ``value`` for all elements, else a
     buffer ``steps`` shaped like the node; ``max_steps`` is the largest delay."""
+
+    steps: torch.Tensor | None
 
     def __init__(self, shape: tuple[int, ...], value: int | None, max_steps: int) -> None:
         super().__init__()
