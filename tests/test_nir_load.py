@@ -116,3 +116,16 @@ def test_bad_files_give_one_line(tmp_path: Path) -> None:
     nir.write(good, chain(nir.Affine(weight=np.ones((3, 5)), bias=np.zeros(3))))
     with pytest.raises(ValueError, match="good.nir: node 'n0': weight"):
         spec_and_tensors(good)
+
+
+def test_model_kind_nir_checks_its_graph() -> None:
+    from spikeforge.models import ModelConfig, build_model
+
+    with pytest.raises(ValueError, match="model.graph"):
+        build_model(ModelConfig(name="nir"))
+    spec, tensors = read_spec(chain(nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)), n_out=3), Semantics())
+    model = build_model(ModelConfig(name="nir", graph=spec.to_json(), num_classes=3))
+    model.load_state_dict(tensors)
+    assert model(torch.ones(2, 1, 4)).shape == (2, 1, 3)
+    with pytest.raises(ValueError, match="the graph has 3 outputs, the recipe's data 10 classes"):
+        build_model(ModelConfig(name="nir", graph=spec.to_json(), num_classes=10))
