@@ -113,7 +113,7 @@ def test_develop_compact_and_convert(files: dict[str, Path]) -> None:
         assert cli("train", "--recipe", run / "recipe.toml", "--out", run, "--resume", "--quiet") == 0
     assert cli("compact", run, "--out", small) == 0
     assert read_json(small / "compact.json")["max_abs_output_diff"] == 0
-    assert cli("convert", files["dir"] / "tune-run", "--out", files["dir"] / "converted") == 0
+    assert cli("convert", run, "--out", files["dir"] / "converted") == 0  # the developed run, masks baked
     assert (files["dir"] / "converted" / "graph.json").is_file()
 
 

@@ -8,7 +8,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..nir.semantics import FIRES, PROFILES, RESETS
+    from ..nir.semantics import FIRES, PROFILES, RESETS, SPIKES
 
     p.add_argument("nir_file", help="a NIR graph (HDF5), e.g. written by snnTorch, Norse, Sinabs or spikeforge export")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -23,17 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dt", type=float, default=None, help="time step (overrides the profile's / the graph's)")
     p.add_argument("--reset", choices=RESETS, default=None, help="reset to v_reset (value) or subtract θ")
     p.add_argument("--fire", choices=FIRES, default=None, help="spike at v > θ (gt) or v ≥ θ (ge)")
+    p.add_argument("--spikes", choices=SPIKES, default=None,
+                   help="one spike per step, or floor(v/θ) (Sinabs' MultiSpike; needs --reset subtract)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..nir.rundir import import_run
-    from ..train.recipe import RecipeError
 
     try:
-        rep = import_run(args.nir_file, args.out, args.recipe, args.overrides, None, args.profile, args.dt,
-                         args.reset, args.fire)
-    except (ValueError, ImportError, OSError, RecipeError) as e:
+        rep = import_run(args.nir_file, args.out, args.recipe, args.overrides, args.profile,
+                         dt=args.dt, reset=args.reset, fire=args.fire, spikes=args.spikes)
+    except (ValueError, ImportError, OSError) as e:  # RecipeError and FileExistsError included
         print(f"spikeforge import: error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -72,16 +72,17 @@ def spec_and_tensors(path_or_graph: str | Path | Any, semantics: Semantics | Non
 
 
 def load(path_or_graph: str | Path | Any, *, semantics: Semantics | None = None, profile: str | None = None,
-         dt: float | None = None, reset: str | None = None, fire: str | None = None,
+         dt: float | None = None, reset: str | None = None, fire: str | None = None, spikes: str | None = None,
          surrogate: Surrogate | None = None, backend: str = "auto") -> nn.Module:
     """A NIR graph as a model ``[T, B, *input_shape] -> [T, B, *output_shape]`` (eval mode).
 
     ``profile`` picks how the graph is discretised (:data:`~.semantics.PROFILES`: ``nir``,
     ``spikeforge``, ``snntorch``, ``norse``, ``sinabs``; default: ``spikeforge`` for graphs spikeforge
-    wrote, else ``nir``); ``dt``, ``reset`` (``value``/``subtract``) and ``fire`` (``gt``/``ge``)
-    override single choices, or pass a whole :class:`Semantics`.
+    wrote, else ``nir``); ``dt``, ``reset`` (``value``/``subtract``), ``fire`` (``gt``/``ge``) and
+    ``spikes`` (``single``/``multi``) override single choices, or pass a whole :class:`Semantics`.
     """
-    spec, tensors = spec_and_tensors(path_or_graph, semantics, profile, dt=dt, reset=reset, fire=fire)
+    spec, tensors = spec_and_tensors(path_or_graph, semantics, profile, dt=dt, reset=reset, fire=fire,
+                                     spikes=spikes)
     model = build_model(spec, surrogate, backend)
     model.load_state_dict(tensors, strict=True)
     return model.eval()

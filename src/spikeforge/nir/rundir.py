@@ -53,10 +53,12 @@ def fit_model_section(recipe: Recipe, spec: GraphSpec) -> None:
 
 
 def import_run(nir_path: str | Path, out_dir: str | Path, recipe: str | None = None,
-               overrides: list[str] | None = None, semantics: Semantics | None = None,
-               profile: str | None = None, dt: float | None = None, reset: str | None = None,
-               fire: str | None = None) -> dict[str, Any]:
-    """Write the run directory ``out_dir`` for the NIR graph in ``nir_path``; returns a summary."""
+               overrides: list[str] | None = None, profile: str | None = None,
+               semantics: Semantics | None = None, **choices: Any) -> dict[str, Any]:
+    """Write the run directory ``out_dir`` for the NIR graph in ``nir_path``; returns a summary.
+
+    ``profile`` and ``choices`` (``dt``, ``reset``, ``fire``, ``spikes``; None = the profile's) or a
+    whole ``semantics`` say how the graph is discretised (:func:`spikeforge.nir.load`)."""
     from ..models import build_model
     from ..train.engine import _save_checkpoint, make_optimizer
     from ..train.rundir import MODEL_META, active_extensions
@@ -64,7 +66,7 @@ def import_run(nir_path: str | Path, out_dir: str | Path, recipe: str | None = N
     out = Path(out_dir)
     if (out / MODEL_META).exists():
         raise FileExistsError(f"{out} already holds a run; choose another --out")
-    spec, tensors = spec_and_tensors(nir_path, semantics, profile, dt=dt, reset=reset, fire=fire)
+    spec, tensors = spec_and_tensors(nir_path, semantics, profile, **choices)
     rec = recipe_with_overrides(recipe, list(overrides or []))
     if not rec.name:
         rec.name = f"import-{Path(nir_path).stem}"
