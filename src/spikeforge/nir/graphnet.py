@@ -45,7 +45,6 @@ class GraphNet(nn.Module):
             self._preds[b].append(a)
         for a, b in self._plan.recurrent:
             self._rpreds[b].append(a)
-        self._stateful = {n for n, m in modules.items() if takes_carry(m)}
 
     @property
     def graph_spec(self) -> GraphSpec:
@@ -58,8 +57,8 @@ class GraphNet(nn.Module):
         m = self.node_module(name)
         if m is None:  # Input / Output
             return x
-        if carries is not None and name in self._stateful:
-            return m(x, carries[name])
+        if carries is not None and takes_carry(m):  # checked per call: a site may have been replaced
+            return m(x, carries.setdefault(name, Carry()))
         return m(x)
 
     def merged(self, name: str, values: dict[str, torch.Tensor],
@@ -90,7 +89,7 @@ class GraphNet(nn.Module):
 
     def stepped(self, x: torch.Tensor) -> torch.Tensor:
         """One time step at a time, recurrent edges reading the previous step."""
-        carries = {name: Carry() for name in self._stateful}
+        carries: dict[str, Carry] = {}
         batch = x.shape[1]
         previous = {a: torch.zeros((1, batch, *self._spec.node(a).out_shape), dtype=x.dtype, device=x.device)
                     for a, _ in self._plan.recurrent}
