@@ -37,7 +37,7 @@ def run_case(name: str) -> tuple[np.ndarray, np.ndarray, torch.nn.Module]:
 def test_cases_present() -> None:
     libraries = {str(np.load(DATA / f"{c}.npz")["library"]) for c in CASES}
     assert libraries == {"snntorch", "norse", "sinabs"}
-    assert sum(p.stat().st_size for p in DATA.iterdir()) < 1_000_000
+    assert sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file()) < 1_000_000
 
 
 @pytest.mark.parametrize("name", CASES)
