@@ -14,11 +14,11 @@ Frames: 1 ms event-count frames from the first event (snnTorch's N-MNIST tutoria
 ``ToFrame(sensor_size, time_window=1000)``), the first 100 frames (a sample lasts 300–313 ms, three
 saccades; 100 ms keeps CPU training to minutes), full 34×34 sensor, both polarities — read here
 with spikeforge's own N-MNIST reader and the same ``split_by = "window"`` binning, so both sides
-see the same tensors. Network (snnTorch, zero reset
-without reset delay, i.e. NIR's LIF; parameters shaped like each layer so ``export_to_nir`` passes
-nir's type checks): conv 2→8 (5×5) → avgpool 2 → Leaky → conv 8→16 (5×5) → avgpool 2 → Leaky →
-flatten → linear 400→10 → Leaky (β = 0.9, θ = 1); loss snnTorch's ``ce_rate_loss``, accuracy = argmax of output spike
-counts (ties → lowest class, as ``torch.argmax``). Writes OUT/model.nir, OUT/snntorch.json (accuracy,
+see the same tensors. Network (snnTorch, zero reset without reset delay, i.e. NIR's LIF; parameters
+shaped like each layer so ``export_to_nir`` passes nir's type checks): conv 2→8 (5×5) → avgpool 2 →
+Leaky → conv 8→16 (5×5) → avgpool 2 → Leaky → flatten → linear 400→10 → Leaky (β = 0.9, θ = 1);
+loss snnTorch's ``ce_rate_loss``, accuracy = argmax of output spike counts (ties → lowest class, as
+``torch.argmax``). Writes OUT/model.nir, OUT/snntorch.json (accuracy,
 settings) and OUT/predictions.npz (test predictions and spike counts).
 """
 

@@ -166,3 +166,38 @@ def test_conv1d_sumpool_flatten_if() -> None:
     x = RNG.integers(0, 3, (T, B, 2, 4, 4)).astype(float)
     y, _ = run(g, x)
     np.testing.assert_array_equal(y, x.reshape(T, B, 2, 2, 2, 2, 2).sum((4, 6)).reshape(T, B, 2, 4))
+
+
+class Evaluator:
+    """A minimal model walker (the protocol of spikeforge.reparam's ModelWalker): runs each leaf."""
+
+    def __init__(self) -> None:
+        self.forks: list[str] = []
+        self.adds: list[str] = []
+
+    def walk(self, m: torch.nn.Module, val: torch.Tensor, path: str = "") -> torch.Tensor:
+        return m(val)
+
+    def fork(self, val: torch.Tensor, path: str) -> None:
+        self.forks.append(path)
+
+    def add(self, vals: list[torch.Tensor], path: str) -> torch.Tensor:
+        self.adds.append(path)
+        return torch.stack(vals).sum(0)
+
+
+def test_walk_with_a_model_walker_visits_in_topological_order() -> None:
+    a1, a2, a3, l1, l2 = affine(4, 4), affine(4, 4), affine(4, 4), lif(4), lif(4, thr=0.8)
+    g = graph({"a1": a1, "l1": l1, "a2": a2, "a3": a3, "l2": l2},
+              [("in", "a1"), ("a1", "l1"), ("l1", "a2"), ("a2", "l2"), ("in", "l2"), ("l1", "a3"), ("a3", "l2"),
+               ("l2", "out")], 4, 4)
+    x = torch.from_numpy(inputs(4))
+    model = load(g, dt=DT).double()
+    walker = Evaluator()
+    with torch.no_grad():
+        torch.testing.assert_close(model.walk_with(walker, x), model(x), rtol=0, atol=1e-12)
+    assert walker.forks == ["in", "l1"] and walker.adds == ["l2"]
+    rec = graph({"a": affine(6, 3), "l": lif(6), "w": nir.Linear(weight=np.eye(6))},
+                [("in", "a"), ("a", "l"), ("l", "w"), ("w", "l"), ("l", "out")], 3, 6)
+    with pytest.raises(ValueError, match="recurrent edge 'w' -> 'l'"):
+        load(rec, dt=DT).walk_with(Evaluator(), x)

@@ -15,6 +15,7 @@ A node's input is the sum of its incoming edges (in edge order). Every call star
 from __future__ import annotations
 
 import inspect
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +24,18 @@ from .neuron import Carry
 from .spec import GraphSpec, Plan, plan
 
 STATEFUL_PARAM = "carry"
+V = TypeVar("V")
+
+
+class Walker(Protocol[V]):
+    """What :meth:`GraphNet.walk_with` needs of a model walker (``spikeforge.reparam.walk.ModelWalker``):
+    visit a module, announce a value read twice, sum values."""
+
+    def walk(self, m: nn.Module, val: V, path: str = "") -> V: ...
+
+    def fork(self, val: V, path: str) -> None: ...
+
+    def add(self, vals: list[V], path: str) -> V: ...
 
 
 def takes_carry(m: nn.Module) -> bool:
@@ -102,3 +115,28 @@ class GraphNet(nn.Module):
             previous = {a: values[a] for a in previous}
             outputs.append(values[self._spec.output])
         return torch.cat(outputs)
+
+    def walk_with(self, walker: Walker[Any], val: Any, path: str = "") -> Any:
+        """Visit the nodes in topological order with a model walker: a node's value is the walker's sum of
+        its inputs (:meth:`Walker.add` for merges), a value read by several nodes is announced with
+        :meth:`Walker.fork`. Recurrent edges have no such order and are refused naming one."""
+        if self._plan.recurrent:
+            a, b = self._plan.recurrent[0]
+            raise ValueError(f"{path or 'model'}: recurrent edge {a!r} -> {b!r} (reads the previous time step); "
+                             "only graphs without recurrent edges can be walked")
+        readers: dict[str, int] = {}
+        for a, _ in self._plan.forward:
+            readers[a] = readers.get(a, 0) + 1
+        values: dict[str, Any] = {}
+        for name in self._plan.order:
+            where = f"{path}.{name}" if path else name
+            if name == self._spec.input:
+                inp = val
+            else:
+                terms = [values[p] for p in self._preds[name]]
+                inp = terms[0] if len(terms) == 1 else walker.add(terms, where)
+            m = self.node_module(name)
+            values[name] = inp if m is None else walker.walk(m, inp, where)
+            if readers.get(name, 0) > 1:
+                walker.fork(values[name], where)
+        return values[self._spec.output]
