@@ -44,6 +44,22 @@ def test_time_split_is_exact() -> None:
         frame_index(ev, 2, "bins")
 
 
+def test_window_split_fixed_windows_from_first_event() -> None:
+    """split_by = "window": 1 ms frames from the first event (tonic's ToFrame(time_window=1000)), cut at T."""
+    ev = events([(0, 0, 5000, 1), (1, 0, 5999, 0), (1, 0, 6000, 1), (0, 0, 7500, 1), (1, 0, 9000, 0)])
+    assert frame_index(ev, 3, "window", window_us=1000).tolist() == [0, 0, 1, 2, 4]
+    fr = to_frames(ev, 3, "window", 2, 1, window_us=1000)
+    assert fr.sum(axis=(1, 2, 3)).tolist() == [2, 1, 1]  # the event 4 ms in lies beyond T = 3 frames
+    assert fr[0, 0, 0, 1] == 1 and fr[1, 1, 0, 1] == 1
+    assert to_frames(ev, 6, "window", 2, 1, window_us=1000).sum(axis=(1, 2, 3)).tolist() == [2, 1, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match="window_us"):
+        FrameSpec(34, 34, 3, "window")
+    with pytest.raises(ValueError, match="window_us"):
+        FrameSpec(34, 34, 3, "count", window_us=1000)
+    assert FrameSpec(34, 34, 3, "window", window_us=1000).params()["window_us"] == 1000
+    assert "window_us" not in FrameSpec(34, 34, 3).params()  # cache keys of other splits are unchanged
+
+
 @pytest.mark.parametrize("size", [64, 48, 32, 17])
 def test_downsampling_conserves_counts(size: int) -> None:
     ev = random_events(np.random.default_rng(size), 20_000, SENSOR, 10**6)

@@ -17,7 +17,7 @@ def _cfg(name: str, **kw: object) -> ModelConfig:
     return ModelConfig(name=name, in_channels=small[0], input_size=small[1], width=0.125, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"nir"}))  # "nir" is built from an imported graph: test_nir_*
 def test_every_model_runs_and_names_sites(name: str) -> None:
     cfg = _cfg(name)
     model = build_model(cfg)

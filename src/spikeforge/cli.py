@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("spikeforge.commands.compact",
                 "remove pruned neurons from a structurally developed run (a smaller dense run, verified)"),
     "export": ("spikeforge.commands.export", "export a trained SNN to NIR (Neuromorphic Intermediate Representation)"),
+    "import": ("spikeforge.commands.import", "import a NIR graph (snnTorch, Norse, Sinabs, spikeforge, ...) as a run"),
     "plot": ("spikeforge.commands.plot", "plot a run's metrics"),
 }
 

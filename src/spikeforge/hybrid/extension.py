@@ -151,11 +151,12 @@ class HybridMethod(Method[HybridConfig]):
         cfg = self.config(ctx.recipe)
         if not parse_spec(cfg.sites).needs_data:
             return self._hooked(ctx.model, select_sites(ctx.model, cfg.sites), cfg)
-        cal_split = hold_out(ctx.splits, cfg.calibration_samples)
+        splits = ctx.training_data(f"hybrid policy {cfg.sites!r}")
+        cal_split = hold_out(splits, cfg.calibration_samples)
         if saved is not None and "sites" in saved:
             return self._hooked(ctx.model, _check_saved(saved, cfg), cfg, len(cal_split), dict(saved.get("auto", {})))
         ctx.model.to(ctx.device)
-        calibration = build_calibration(ctx.recipe, cfg, cal_split, ctx.splits, ctx.device)
+        calibration = build_calibration(ctx.recipe, cfg, cal_split, splits, ctx.device)
         auto = AutoConfig(steps=cfg.calibration_steps, seed=ctx.recipe.train.seed, min_benefit=cfg.min_benefit,
                           max_sites=cfg.max_sites)
         chosen = select(ctx.model, cfg.sites, cfg.levels, calibration, auto)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..neurons import NeuronConfig
+from .imported import nir_model
 from .resnet import BasicBlock, resnet18, resnet19, resnet34
 from .sdsnn import cifar_convnet, sdsnn_convnet
 from .sites import match_sites, neuron_sites, replace_module, synaptic_layers
@@ -21,6 +22,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet19": resnet19,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "nir": nir_model,  # a graph imported from NIR (`spikeforge import`); its structure is model.graph
 }
 
 
@@ -38,6 +40,7 @@ class ModelConfig:
     spiking_output: bool = False
     init: str = "kaiming"  # synaptic weight init: "kaiming" (normal, fan-in, ReLU gain; zero bias) | "torch"
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    graph: str = ""  # name = "nir": the imported graph's structure as JSON (spikeforge.nir.GraphSpec)
 
 
 def _kaiming(model: nn.Module) -> None:
@@ -63,7 +66,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ValueError(f"model.init must be one of {sorted(INITS)}, got {cfg.init!r}")
     model = factory(num_classes=cfg.num_classes, in_channels=cfg.in_channels, input_size=cfg.input_size,
                    width=cfg.width, neuron=cfg.neuron, residual=cfg.residual, pool=cfg.pool,
-                   spiking_output=cfg.spiking_output)
+                   spiking_output=cfg.spiking_output, graph=cfg.graph)
     INITS[cfg.init](model)
     return model
 

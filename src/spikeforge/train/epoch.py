@@ -49,7 +49,7 @@ class Tally:
 
 
 def steps_per_epoch(s: Session) -> int:
-    return max(1, math.ceil(len(s.ctx.splits.train) / s.recipe.train.batch_size))
+    return max(1, math.ceil(len(s.splits.train) / s.recipe.train.batch_size))
 
 
 def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, tally: Tally) -> None:
@@ -82,7 +82,7 @@ def train_one_epoch(s: Session, epoch: int) -> dict[str, Any]:
     s.ctx.model.train()
     s.start_epoch_clock()
     cfg, tally, steps = s.recipe.train, Tally(), steps_per_epoch(s)
-    batches = iterate_batches(s.ctx.splits.train, cfg.batch_size, shuffle=True, generator=s.streams.shuffle,
+    batches = iterate_batches(s.splits.train, cfg.batch_size, shuffle=True, generator=s.streams.shuffle,
                               device=s.ctx.device, drop_last=False)
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=s.quiet or not s.world.is_main)
@@ -113,7 +113,7 @@ def end_epoch(s: Session, record: dict[str, Any]) -> dict[str, Any]:
         s.world.barrier()
         return record
     cfg = s.recipe.train
-    ev = evaluate_model(s.ctx.model, s.ctx.splits.test, s.info, s.recipe.data, cfg.eval_batch_size, s.ctx.device,
+    ev = evaluate_model(s.ctx.model, s.splits.test, s.info, s.recipe.data, cfg.eval_batch_size, s.ctx.device,
                         cfg.amp, cfg.seed, cfg.loss)
     s.best_accuracy = max(s.best_accuracy, ev["accuracy"])
     record.update({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "firing_rates": ev["firing_rates"],

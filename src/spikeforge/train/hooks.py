@@ -50,7 +50,7 @@ class TrainContext:
 
     recipe: Recipe
     model: nn.Module  # the plain model (not the DDP wrapper)
-    splits: DataSplits
+    splits: DataSplits | None  # None where a model is prepared without data (``spikeforge import``)
     device: torch.device
     world: Distributed  # rank, number of processes and collectives (a single process outside torchrun)
     optimizer: torch.optim.Optimizer | None = None  # None during prepare
@@ -61,6 +61,12 @@ class TrainContext:
     @property
     def epochs(self) -> int:
         return self.recipe.train.epochs
+
+    def training_data(self, needed_for: str) -> DataSplits:
+        """The data splits; a clear error names what needed them when there are none."""
+        if self.splits is None:
+            raise ValueError(f"{needed_for} needs the training data, which this run was prepared without")
+        return self.splits
 
     @property
     def world_size(self) -> int:

@@ -173,9 +173,12 @@ class RunDir:
     # -- checkpoints -------------------------------------------------------------------------------
     def commit_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: JsonObject,
                           methods_meta: dict[str, JsonObject], hook_states: dict[str, list[Any]], epoch: int,
-                          best_accuracy: float) -> None:
-        """Save epoch ``epoch``'s model, optimizer and hook states; ``optim.json`` last (the commit marker)."""
-        self.save_model(model.state_dict(), recipe, methods_meta, {"epoch": epoch, "best_accuracy": best_accuracy})
+                          best_accuracy: float, extra: JsonObject | None = None) -> None:
+        """Save epoch ``epoch``'s model, optimizer and hook states; ``optim.json`` last (the commit marker).
+
+        ``extra``: further ``model.json`` fields (an imported run's source)."""
+        self.save_model(model.state_dict(), recipe, methods_meta,
+                        {**(extra or {}), "epoch": epoch, "best_accuracy": best_accuracy})
         tensors, rest = optimizer_to_files(optimizer)
         save_tensors(self.path / self.OPTIM_WEIGHTS, tensors)
         write_json(self.path / self.OPTIM_META, {"optimizer": rest, "epoch": epoch, "best_accuracy": best_accuracy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,6 +51,7 @@ class Session:
     recipe: Recipe
     run: RunDir
     ctx: TrainContext
+    splits: DataSplits  # ctx.splits, present in training
     hooks: dict[str, TrainHook]  # method section -> its hook, in registration order
     step_model: nn.Module  # the DDP wrapper under torchrun, else the model
     optimizer: torch.optim.Optimizer
@@ -67,7 +69,7 @@ class Session:
 
     @property
     def info(self) -> DatasetInfo:
-        return self.ctx.splits.info
+        return self.splits.info
 
     def remaining_epochs(self) -> range:
         return range(self.start_epoch, self.recipe.train.epochs + 1)
@@ -77,9 +79,17 @@ class Session:
 
     def commit_checkpoint(self, epoch: int) -> None:
         """Model, optimizer, each method's metadata and hook state for ``epoch`` (rank 0 only)."""
-        self.run.commit_checkpoint(self.ctx.model, self.optimizer, recipe_to_dict(self.recipe),
-                                   {s: h.metadata() for s, h in self.hooks.items()},
-                                   {s: [h.state_dict()] for s, h in self.hooks.items()}, epoch, self.best_accuracy)
+        commit_checkpoint(self.run, self.ctx, self.hooks, epoch, self.best_accuracy)
+
+
+def commit_checkpoint(run: RunDir, ctx: TrainContext, hooks: dict[str, TrainHook], epoch: int, best_accuracy: float,
+                      extra: dict[str, Any] | None = None) -> None:
+    """Commit ``ctx``'s model and optimizer with each hook's metadata and resume state as epoch ``epoch``."""
+    if ctx.optimizer is None:
+        raise ValueError("a checkpoint needs the optimizer (build it after the methods prepared the model)")
+    run.commit_checkpoint(ctx.model, ctx.optimizer, recipe_to_dict(ctx.recipe),
+                          {s: h.metadata() for s, h in hooks.items()}, {s: [h.state_dict()] for s, h in hooks.items()},
+                          epoch, best_accuracy, extra)
 
 
 def fit_recipe_to_data(recipe: Recipe, info: DatasetInfo) -> None:
@@ -144,7 +154,7 @@ def open_session(recipe: Recipe, run: RunDir, data_root: str | Path | None, devi
     ctx.optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer)
     streams = Streams(cfg.seed, world.rank, torch.Generator(device=dev).manual_seed(cfg.seed),
                       torch.Generator().manual_seed(cfg.seed))
-    session = Session(recipe, run, ctx, hooks, model, ctx.optimizer, streams, get_loss(cfg.loss),
+    session = Session(recipe, run, ctx, splits, hooks, model, ctx.optimizer, streams, get_loss(cfg.loss),
                       BatchAugment.from_config(recipe.data), quiet)
     if checkpoint is not None:
         resume_from(session, checkpoint)

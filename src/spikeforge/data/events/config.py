@@ -11,6 +11,9 @@ from dataclasses import dataclass
 @dataclass
 class EventConfig:
     split_by: str = "count"  # "count": equal event counts per frame | "time": equal time windows
+    # | "window": fixed windows of window_us from the first event (frame k = [t0 + k·w, t0 + (k+1)·w); events
+    # after T windows are dropped, a shorter sample ends in empty frames) - tonic's ToFrame(time_window=w)
+    window_us: int = 0
     size: int = 0  # spatial size after downsampling, x -> x * size // W (0 = sensor resolution / crop)
     crop: int = 0  # centre crop to crop x crop pixels before downsampling (0 = off; N-MNIST 34 -> 32)
     denoise_us: int = 0  # drop events with no event at a neighbouring pixel within this many µs (0 = off)

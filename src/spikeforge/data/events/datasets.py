@@ -160,7 +160,7 @@ def resolve_cache_dir(cfg: DataConfig) -> Path | None:
 
 def frame_spec(cfg: DataConfig, width: int, height: int) -> FrameSpec:
     e = cfg.events
-    return FrameSpec(width, height, cfg.time_steps, e.split_by, e.size, e.crop, e.denoise_us)
+    return FrameSpec(width, height, cfg.time_steps, e.split_by, e.size, e.crop, e.denoise_us, e.window_us)
 
 
 def build_splits(name: str, cfg: DataConfig, refs: dict[str, list[SampleRef]], reader: Reader,

@@ -15,7 +15,9 @@ The pipeline (:meth:`FrameSpec.frames`) runs, in order:
 5. split into ``T`` frames. ``split_by = "count"``: event ``i`` of ``N`` (file order) goes to
    frame ``i * T // N`` - equal counts up to one event. ``split_by = "time"``: event at time
    ``t`` goes to frame ``(t - t0) * T // (t1 - t0 + 1)`` with ``[t0, t1]`` the sample's time
-   span (or the labelled window) - equal time windows;
+   span (or the labelled window) - equal time windows. ``split_by = "window"``: frames of fixed
+   duration ``window_us`` from ``t0``, event at ``t`` in frame ``(t - t0) // window_us``; events
+   from frame ``T`` on are dropped (tonic's ``ToFrame(time_window=...)`` binning, cut at T frames);
 6. per frame, polarity channel (0 = OFF, 1 = ON) and pixel: the event count.
 
 Counts are returned as ``int32``; the dataset stores them in the smallest integer dtype that
@@ -33,7 +35,7 @@ import numpy as np
 from .common import EventFormatError
 
 POLARITIES = 2
-SPLIT_MODES = ("count", "time")
+SPLIT_MODES = ("count", "time", "window")
 NEIGHBOUR_OFFSETS = tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0))
 COMPACT_DTYPES = (np.uint8, np.int16, np.int32)  # tried in order: the first that holds the counts
 
@@ -100,9 +102,17 @@ def downsample(ev: np.ndarray, size: int, width: int, height: int) -> np.ndarray
 
 
 def frame_index(ev: np.ndarray, time_steps: int, split_by: str,
-                window: tuple[int, int] | None = None) -> np.ndarray:
-    """The frame (0..T-1) of every event; ``window`` = ``(t0, t1)`` inclusive for time splits."""
+                window: tuple[int, int] | None = None, window_us: int = 0) -> np.ndarray:
+    """The frame of every event (0..T-1; ``split_by = "window"``: >= T for events after T windows);
+    ``window`` = ``(t0, t1)`` inclusive for time and window splits."""
     n = len(ev)
+    if split_by == "window":
+        if window_us <= 0:
+            raise ValueError(f"data.events.split_by = \"window\" needs data.events.window_us > 0, got {window_us}")
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        t0 = window[0] if window is not None else int(ev["t"].min())
+        return (ev["t"].astype(np.int64) - t0) // window_us
     if split_by == "count":
         return np.arange(n, dtype=np.int64) * time_steps // max(n, 1)
     if split_by == "time":
@@ -115,9 +125,12 @@ def frame_index(ev: np.ndarray, time_steps: int, split_by: str,
 
 
 def to_frames(ev: np.ndarray, time_steps: int, split_by: str, width: int, height: int,
-              window: tuple[int, int] | None = None) -> np.ndarray:
+              window: tuple[int, int] | None = None, window_us: int = 0) -> np.ndarray:
     """Event counts ``int32 [T, 2, height, width]``."""
-    f = frame_index(ev, time_steps, split_by, window)
+    f = frame_index(ev, time_steps, split_by, window, window_us)
+    if split_by == "window":
+        inside = (f >= 0) & (f < time_steps)
+        ev, f = ev[inside], f[inside]
     flat = ((f * POLARITIES + ev["p"]) * height + ev["y"]) * width + ev["x"].astype(np.int64)
     counts = np.bincount(flat, minlength=time_steps * POLARITIES * height * width)
     return counts.astype(np.int32).reshape(time_steps, POLARITIES, height, width)
@@ -142,12 +155,16 @@ class FrameSpec:
     size: int = 0
     crop: int = 0
     denoise_us: int = 0
+    window_us: int = 0  # split_by = "window": frame duration in µs
 
     def __post_init__(self) -> None:
         if self.time_steps <= 0:
             raise ValueError(f"data.time_steps must be positive, got {self.time_steps}")
         if self.split_by not in SPLIT_MODES:
             raise ValueError(f"data.events.split_by must be one of {SPLIT_MODES}, got {self.split_by!r}")
+        if (self.split_by == "window") != (self.window_us > 0):
+            raise ValueError("data.events.window_us > 0 goes with split_by = \"window\" (and only with it), got "
+                             f"split_by={self.split_by!r}, window_us={self.window_us}")
         for name in ("size", "crop", "denoise_us"):
             if getattr(self, name) < 0:
                 raise ValueError(f"data.events.{name} must be >= 0, got {getattr(self, name)}")
@@ -167,7 +184,7 @@ class FrameSpec:
     def params(self) -> dict[str, Any]:
         return {"sensor": [self.sensor_width, self.sensor_height], "time_steps": self.time_steps,
                 "split_by": self.split_by, "size": self.size, "crop": self.crop,
-                "denoise_us": self.denoise_us}
+                "denoise_us": self.denoise_us, **({"window_us": self.window_us} if self.window_us else {})}
 
     def frames(self, ev: np.ndarray, path: str | Path = "<events>",
                window: tuple[int, int] | None = None) -> np.ndarray:
@@ -181,4 +198,4 @@ class FrameSpec:
         if self.size:
             ev = downsample(ev, self.size, w, h)
         _, _, out_h, out_w = self.shape
-        return to_frames(ev, self.time_steps, self.split_by, out_w, out_h, window)
+        return to_frames(ev, self.time_steps, self.split_by, out_w, out_h, window, self.window_us)
