@@ -183,3 +183,13 @@ def test_resume_reuses_the_saved_auto_selection(monkeypatch: pytest.MonkeyPatch)
     assert [n for n, s in neuron_sites(model).items() if isinstance(s, SpikingReLU)] == saved["sites"]
     with pytest.raises(ValueError, match="trained with hybrid policy"):
         _prepare(_recipe("auto:50", calibration_samples=40), build_model(recipe.model), _splits(100), saved)
+
+
+def test_auto_needs_data_and_says_so() -> None:
+    recipe = _recipe("auto:100", calibration_samples=40)
+    ctx = TrainContext(recipe, build_model(recipe.model), None, CPU, Distributed())  # e.g. `spikeforge import`
+    with pytest.raises(ValueError, match="hybrid policy 'auto:100' needs the training data"):
+        METHOD.prepare(ctx)
+    static = _recipe("last:1")
+    hook = METHOD.prepare(TrainContext(static, build_model(static.model), None, CPU, Distributed()))
+    assert hook.sites == ["sn3"]
