@@ -124,7 +124,7 @@ def test_engine_run_records_development_and_reloads(tmp_path: Path) -> None:
     png = plot_development(RunDir(tmp_path / "run"))
     assert png.stat().st_size > 0
     loaded = load_run(tmp_path / "run")
-    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    meta = RunDir(tmp_path / "run").read_model_meta()
     assert meta["extensions"]["develop"]["layers"] == ["conv2", "fc1"]
     pruned = loaded.model.fc1.weight.detach()[loaded.model.fc1.weight_mask == 0]
     assert pruned.numel() > 0 and torch.equal(pruned, torch.zeros_like(pruned))  # masks folded on load

@@ -15,6 +15,7 @@ from develop_helpers import synthetic_splits, tiny_recipe
 from spikeforge.train.checkpoint import load_tensors
 from spikeforge.train.distributed import Distributed, check_batch, from_environment
 from spikeforge.train.engine import train
+from spikeforge.train.run_files import RunDir
 
 TESTS = Path(__file__).parent
 EPOCHS = 3  # C = 1 for the tiny recipe: constraint from epoch 2, pruning at epoch 3
@@ -97,7 +98,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path: Path, hybrid: bool) -> N
         assert a["test_accuracy"] == b["test_accuracy"]
         assert a["develop.fc1.neurons_alive"] == b["develop.fc1.neurons_alive"]
     assert ddp[-1]["develop.fc1.neurons_pruned"] > 0  # the structure changed, identically
-    wa, wb = (load_tensors(tmp_path / run / "model.safetensors") for run in ("ddp", "single"))
+    wa, wb = (load_tensors(RunDir(tmp_path / run).weights_path()) for run in ("ddp", "single"))
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k].double(), wb[k].double(), atol=1e-4), k

@@ -86,8 +86,9 @@ def test_recipe_smoke(tmp_path: Path, recipe: str, maker, extra: list[str]) -> N
     rec = train(r, tmp_path / "run", data_root=data, device="cpu", quiet=True)
     assert 0.0 <= rec["test_accuracy"] <= 1.0 and rec["epoch"] == 1
     assert set(rec["firing_rates"]) and all(0.0 <= v <= 1.0 for v in rec["firing_rates"].values())
-    for name in ("recipe.toml", "metrics.jsonl", "model.safetensors", "model.json", "optim.safetensors",
-                 "training.png"):
+    for name in ("recipe.toml", "data.json", "metrics.jsonl", "training.png", "checkpoints/latest",
+                 *(f"checkpoints/epoch-0001/{f}" for f in ("model.safetensors", "model.json", "optim.safetensors",
+                                                          "optim.json", "manifest.json"))):
         assert (tmp_path / "run" / name).is_file(), name
     loaded = load_run(tmp_path / "run")
     assert loaded.recipe.name == recipe and loaded.meta["epoch"] == 1
@@ -100,8 +101,8 @@ def test_train_resume_evaluate_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["epoch"] == 1
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        main(args)
+    assert main(args) == 1  # the CLI reports the error in one line
+    assert "already holds a run (checkpoint of epoch 1); pass --resume" in capsys.readouterr().err
     assert main([*args[:-2 * (len(TINY) - 1 + 1) - 2], "--epochs", "2", "--resume",
                  *[a for s in TINY[1:] + ["model.width=0.25"] for a in ("--set", s)]]) == 0
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -149,9 +150,14 @@ def test_lr_schedules() -> None:
 
 def test_bad_device_and_loss(tmp_path: Path) -> None:
     data = make_mnist(tmp_path / "mnist")
-    r = load_recipe("mnist-sdsnn", [*TINY, "train.loss=hinge", "model.width=0.25"])
+    with pytest.raises(ValueError, match="train.loss"):
+        load_recipe("mnist-sdsnn", [*TINY, "train.loss=hinge", "model.width=0.25"])
+    r = load_recipe("mnist-sdsnn", [*TINY, "model.width=0.25"])
+    r.train.loss = "hinge"
     with pytest.raises(ValueError, match="train.loss"):
         train(r, tmp_path / "run", data_root=data, device="cpu", quiet=True)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    r.train.loss = "ce"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train(r, tmp_path / "run2", data_root=data, device="cuda", quiet=True)

@@ -24,6 +24,7 @@ from spikeforge.models import build_model, neuron_sites, replace_module
 from spikeforge.neurons import IFNode, NeuronConfig, NeuronParams, lif_beta_params, lif_params
 from spikeforge.train.checkpoint import load_tensors
 from spikeforge.train.engine import train
+from spikeforge.train.run_files import RunDir
 from spikeforge.train.rundir import load_run
 
 DT = 1.0
@@ -264,7 +265,7 @@ def developed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_developed_run_exports_effective_weights(developed_run: Path, tmp_path: Path) -> None:
     rep = export_run(developed_run, tmp_path / "dev.nir")
     graph = nir.read(tmp_path / "dev.nir")
-    raw = load_tensors(developed_run / "model.safetensors")
+    raw = load_tensors(RunDir(developed_run).weights_path())
     mask = raw["fc1.weight_mask"]
     dead = mask.sum(1) == 0
     assert int(dead.sum()) > 0, "the tiny run pruned no fc1 neuron; the check would be vacuous"
@@ -337,7 +338,9 @@ def test_cli_export_json(developed_run: Path, tmp_path: Path, capsys: pytest.Cap
                                    if isinstance(n, nir.LIF)}
     assert set(rep["neuron_sites"]) == {"sn1", "sn2", "sn3", "sn_out"} and rep["time_steps"] == 4
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temporary file
-    assert cli_main(["export", str(developed_run), "--out", str(out)]) == 0
+    assert cli_main(["export", str(developed_run), "--out", str(out)]) == 1  # an existing output is kept
+    assert "already exists; choose another path or pass --force" in capsys.readouterr().err
+    assert cli_main(["export", str(developed_run), "--out", str(out), "--force"]) == 0
     assert "readout 'sn_out'" in capsys.readouterr().out
     assert cli_main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "not found" in capsys.readouterr().err

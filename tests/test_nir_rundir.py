@@ -20,6 +20,7 @@ from spikeforge.neurons import NeuronConfig  # noqa: E402
 from spikeforge.nir import load  # noqa: E402
 from spikeforge.nir.graphnet import GraphNet  # noqa: E402
 from spikeforge.train.checkpoint import read_json  # noqa: E402
+from spikeforge.train.run_files import RunDir  # noqa: E402
 from spikeforge.train.rundir import load_run  # noqa: E402
 
 RECIPE = """
@@ -77,7 +78,7 @@ def test_import_evaluate_equals_direct_load(files: dict[str, Path], capsys: pyte
     assert rep["model_class"] == "Net" and rep["semantics"]["profile"] == "spikeforge"
     recipe_text = (run / "recipe.toml").read_text()
     assert 'name = "nir"' in recipe_text and "graph = " in recipe_text
-    assert read_json(run / "model.json")["imported_from"]["file"].endswith("chain.nir")
+    assert RunDir(run).read_model_meta()["imported_from"]["file"].endswith("chain.nir")
     loaded = load_run(run)
     direct = load(files["chain"])
     x = torch.rand(2, 3, 1, 28, 28)
@@ -104,14 +105,14 @@ def test_resume_fine_tunes_and_export_round_trips(files: dict[str, Path]) -> Non
         torch.testing.assert_close(again(x), tuned.model(x), rtol=0, atol=0)
 
 
-def test_develop_compact_and_convert(files: dict[str, Path]) -> None:
+def test_develop_compact_and_convert(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     run, small = files["dir"] / "dev-run", files["dir"] / "dev-compact"
-    with pytest.warns(UserWarning, match="never prunes"):  # the recipe's 1 epoch: plumbing only
-        assert cli("import", files["chain"], "--out", run, "--recipe", files["recipe"],
-                   "--set", "develop.min_consecutive_epochs=1") == 0
+    assert cli("import", files["chain"], "--out", run, "--recipe", files["recipe"],
+               "--set", "develop.min_consecutive_epochs=1") == 0
+    assert "spikeforge import: warning: develop: a 1-epoch run never prunes" in capsys.readouterr().err  # plumbing
     assert "weight_mask" in " ".join(load_run(run).model.state_dict())  # equipped before saving, like training
-    with pytest.warns(UserWarning, match="never prunes"):
-        assert cli("train", "--recipe", run / "recipe.toml", "--out", run, "--resume", "--quiet") == 0
+    assert cli("train", "--recipe", run / "recipe.toml", "--out", run, "--resume", "--quiet") == 0
+    assert "spikeforge train: warning: develop: a 1-epoch run never prunes" in capsys.readouterr().err
     assert cli("compact", run, "--out", small) == 0
     assert read_json(small / "compact.json")["max_abs_output_diff"] == 0
     assert cli("convert", run, "--out", files["dir"] / "converted") == 0  # the developed run, masks baked

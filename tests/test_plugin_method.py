@@ -123,7 +123,7 @@ def test_a_third_method_joins_training_resume_loading_and_plots(recorder: EpochR
     assert [r[f"{SECTION}.steps"] for r in records] == [3, 6]
     assert "develop.pruning_rate" in records[-1]  # the built-in methods still act beside it
     assert run.method_meta(SECTION) == {"note": "hello", "steps": 6}
-    assert json.loads((tmp_path / "run" / "optim.json").read_text())["hooks"][SECTION] == [{"steps": 6}]
+    assert json.loads((run.checkpoint_folder() / "optim.json").read_text())["hooks"][SECTION] == [{"steps": 6}]
     assert tomllib.loads((tmp_path / "run" / "recipe.toml").read_text())[SECTION] == {"note": "hello"}
     assert (tmp_path / "run" / PLOT).read_text() == "3 6"
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from .outputs import Output
+
+OUTPUT = Output("out", ("run_dir",))  # --force, and where it may not write: commands/outputs.py
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run trained with a [develop] section")

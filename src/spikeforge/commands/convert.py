@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from .outputs import Output
+
+OUTPUT = Output("out", ("run_dir",))  # --force, and where it may not write: commands/outputs.py
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `spikeforge train`")
@@ -19,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..reparam import convert_run
 
+    if args.data is not None:  # another folder than the run's: compared with the data the run recorded
+        from ..train.rundir import load_run
+
+        load_run(args.run_dir).load_data(args.data)
     graph = convert_run(args.run_dir, args.out, args.coding, args.input_encoding, args.data)
     ops: dict[str, int] = {}
     for n in graph.nodes:

@@ -7,6 +7,9 @@ import json
 import sys
 
 from ..export.neuron_map import DEFAULT_DT
+from .outputs import Output
+
+OUTPUT = Output("out", ("run_dir",), "file")  # --force, and where it may not write: commands/outputs.py
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

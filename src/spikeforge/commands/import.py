@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 
+from .outputs import Output
+
+OUTPUT = Output("out", ("nir_file",))  # --force, and where it may not write: commands/outputs.py
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..nir.semantics import FIRES, PROFILES, RESETS, SPIKES

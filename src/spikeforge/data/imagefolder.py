@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..train.checkpoint import atomic_write_bytes, atomic_write_with
+from ..atomic import atomic_write_bytes, atomic_write_with
 from .base import ArrayDataset, DatasetInfo, DataSplits
 from .config import DataConfig
 from .digest import array_sha256

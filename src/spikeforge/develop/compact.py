@@ -138,7 +138,8 @@ def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     write_compacted(src.recipe, src.meta, widths, state, out, str(src_dir))
     dst = load_run(out, "cpu")  # exactly what evaluate / convert will see
-    x, y = encoded_test_inputs(src.recipe, data_root, samples, splits, src.recipe.train.seed)
+    x, y = encoded_test_inputs(src.recipe, data_root, samples, splits or src.load_data(data_root),
+                               src.recipe.train.seed)
     before = {n: int(weight(m).shape[0]) for n, m in src.model.named_children() if n in widths}
     report: dict[str, Any] = {
         "run_dir": str(src_dir), "out_dir": str(out), "widths_before": before, "widths_after": widths,

@@ -22,6 +22,7 @@ from torch import nn
 from ..train.hooks import Metadata, Method, Metrics, TrainContext, TrainHook
 from ..train.run_files import RunDir
 from ..train.schema import Recipe
+from ..train.validate import Rule, at_least, check_rules
 from .chain import resize
 from .config import DevelopConfig
 from .development import Development, default_layers, equip
@@ -59,11 +60,44 @@ class DevelopHook(TrainHook):
         self.development.load_state_dict(state)
 
 
+PERCENT = "a percentage in [0, 100]"
+
+
+def percent(v: float) -> bool:
+    return 0 <= v <= 100
+
+
+RULES = (
+    Rule("reference_epochs", at_least(1), "an integer >= 1"),
+    Rule("consecutive_epochs", at_least(1), "an integer >= 1"),
+    Rule("min_consecutive_epochs", at_least(1), "an integer >= 1"),
+    Rule("contraction", lambda c: 0 < c <= 1, "a number in (0, 1]"),
+    Rule("fc_initial_rate", percent, PERCENT),
+    Rule("conv_initial_rate", percent, PERCENT),
+    Rule("initial_rates", lambda r: all(percent(v) for v in r.values()), "percentages in [0, 100]"),
+    Rule("max_rate", percent, PERCENT),
+    Rule("fc_min_inputs", at_least(0), "an integer >= 0"),
+    Rule("conv_min_inputs", at_least(0), "an integer >= 0"),
+    Rule("last_rate_tau", lambda t: t > 0, "a number > 0"),
+    Rule("relative_rate_tau", lambda t: t > 0, "a number > 0"),
+    Rule("last_rate_divisor", lambda d: d > 0, "a number > 0"),
+    Rule("fc_regen_percentile", percent, PERCENT),
+    Rule("conv_regen_percentile", percent, PERCENT),
+    Rule("regen_max_percentile", percent, PERCENT),
+    Rule("regen_growth", lambda g: g > 0, "a number > 0"),
+    Rule("fc_regen_epochs", at_least(1), "an integer >= 1"),
+    Rule("conv_regen_epochs", at_least(1), "an integer >= 1"),
+)
+
+
 class DevelopMethod(Method[DevelopConfig]):
     """SD-SNN adaptive structural development (:mod:`spikeforge.develop`)."""
 
     section = SECTION
     config_type = DevelopConfig
+
+    def validate(self, cfg: DevelopConfig) -> None:
+        check_rules(cfg, RULES, SECTION)
 
     def prepare(self, ctx: TrainContext, saved: Metadata | None = None) -> DevelopHook:
         """Equip the pruned layers (``saved`` is unused: masks and rates come back with the checkpoint)."""

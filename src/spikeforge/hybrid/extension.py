@@ -32,7 +32,8 @@ from ..train.distributed import Distributed
 from ..train.hooks import Metadata, Method, Metrics, TrainContext, TrainHook
 from ..train.metrics import get_loss
 from ..train.optim import make_optimizer
-from ..train.schema import Recipe
+from ..train.schema import Recipe, RecipeError
+from ..train.validate import Rule, at_least, check_rules
 from .config import HybridConfig
 from .policy import AutoConfig, Calibration, apply_hybrid, parse_spec, select, select_sites
 from .spiking_relu import BatchShare, SpikingReLU
@@ -133,11 +134,29 @@ def _check_saved(saved: Metadata, cfg: HybridConfig) -> list[str]:
     return [str(s) for s in saved["sites"]]
 
 
+RULES = (
+    Rule("levels", at_least(1), "an integer >= 1"),
+    Rule("calibration_samples", at_least(0), "an integer >= 0"),
+    Rule("calibration_fit_fraction", lambda f: 0 < f < 1, "a number in (0, 1)"),
+    Rule("calibration_batch_size", at_least(1), "an integer >= 1"),
+    Rule("calibration_steps", at_least(1), "an integer >= 1"),
+    Rule("min_benefit", at_least(0), "a number >= 0"),
+    Rule("max_sites", at_least(0), "an integer >= 0 (0 = no limit)"),
+)
+
+
 class HybridMethod(Method[HybridConfig]):
     """SpikingReLU sites chosen by a policy (:mod:`spikeforge.hybrid`)."""
 
     section = SECTION
     config_type = HybridConfig
+
+    def validate(self, cfg: HybridConfig) -> None:
+        check_rules(cfg, RULES, SECTION)
+        try:
+            parse_spec(cfg.sites)
+        except ValueError as e:
+            raise RecipeError(f"{SECTION}.sites: {e}") from None
 
     def _hooked(self, model: nn.Module, sites: list[str], cfg: HybridConfig, calibration_samples: int = 0,
                 auto: dict[str, Any] | None = None) -> HybridHook:

@@ -106,14 +106,13 @@ def verify(converted_dir: str | Path, data_root: str | Path | None = None, devic
            batch_size: int = DEFAULT_BATCH, limit: int = 0, seed: int = 0, run_dir: str | Path | None = None,
            snn: bool = True) -> dict[str, Any]:
     """Verify a converted directory against its source run on the recipe's test set (float64)."""
-    from ..data import load_dataset
     from ..train.rundir import load_run
 
     cdir = Path(converted_dir)
     dev = torch.device(device)
     graph = load_graph(cdir, dev)
     run = load_run(_source_run(graph, cdir, run_dir), dev)
-    splits = load_dataset(run.recipe.data, data_root)
+    splits = run.load_data(data_root)  # the run's folder by default, compared with the data it recorded
     hybrid = prepare_hybrid(run.model)
     proxy = pure_snn(hybrid, run.recipe.model.neuron) if snn else None
     batches = dataset_batches(graph, run.recipe, splits, dev, batch_size, limit, seed)

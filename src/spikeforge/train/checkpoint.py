@@ -1,17 +1,12 @@
-"""Atomic checkpoint files: tensors in safetensors, everything else in JSON.
+"""Checkpoint files: tensors in safetensors, everything else in JSON, each written atomically.
 
-Every write goes to a temporary file in the destination folder and is moved into place with
-``os.replace``, so a crash never leaves a half-written checkpoint and readers never see one.
-Nothing is unpickled: a checkpoint is safe to open even if it came from elsewhere.
+The atomic file helpers live in :mod:`spikeforge.atomic` (data caches use them too) and are
+re-exported here. Nothing is unpickled: a checkpoint is safe to open even if it came from
+elsewhere, and every tensor loaded into a model or an optimizer is checked to be finite.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +14,30 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write_bytes, atomic_write_text, atomic_write_with, read_json, read_toml, write_json
 
-def atomic_write_with(path: Path, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` fills a temporary file beside ``path``; it is flushed to disk, then renamed onto
-    ``path``, so readers see the old file or the complete new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["NonFiniteError", "atomic_write_bytes", "atomic_write_text", "atomic_write_with", "check_finite",
+           "load_state_into", "load_tensors", "optimizer_from_files", "optimizer_to_files", "read_json", "read_toml",
+           "save_tensors", "write_json"]
+SHOWN_NAMES = 3  # tensors named in a non-finite error before "and N more"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
+class NonFiniteError(ValueError):
+    """A tensor or a training step holds NaN or an infinity."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def _read_text(path: Path, parse: Callable[[str], Any], errors: type[Exception], what: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        return parse(path.read_text())
-    except errors as e:
-        raise ValueError(f"{path}: not valid {what} ({e})") from None
-
-
-def read_json(path: Path) -> Any:
-    return _read_text(path, json.loads, json.JSONDecodeError, "JSON")
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    return dict(_read_text(path, tomllib.loads, tomllib.TOMLDecodeError, "TOML"))
+def check_finite(tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Raise :class:`NonFiniteError` naming ``source`` and the tensors that hold NaN or infinities."""
+    bad = []
+    for name, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            n = int((~torch.isfinite(t)).sum())
+            if n:
+                bad.append(f"{name!r} ({n} of {t.numel()} values)")
+    if bad:
+        more = f" and {len(bad) - SHOWN_NAMES} more" if len(bad) > SHOWN_NAMES else ""
+        which = f"tensor {bad[0]} holds" if len(bad) == 1 else f"tensors {', '.join(bad[:SHOWN_NAMES])}{more} hold"
+        raise NonFiniteError(f"{source}: {which} NaN or infinite values; it is not a usable state")
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -81,7 +56,8 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, to
 
 
 def load_state_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """``load_state_dict`` with an error naming the file and the mismatching keys/shapes."""
+    """``load_state_dict`` with an error naming the file and the mismatching keys/shapes or the
+    tensors that are not finite."""
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -90,6 +66,7 @@ def load_state_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], s
     if missing or unexpected or shapes:
         raise ValueError(f"{source}: weights do not match the model (missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, shape mismatches {shapes[:5]})")
+    check_finite(tensors, source)
     module.load_state_dict(tensors)
 
 

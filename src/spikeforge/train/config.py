@@ -38,3 +38,5 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    keep_checkpoints: int = 2  # the last K epochs' checkpoints are kept (and always the best one)
+    skip_nonfinite_steps: int = 0  # steps with a NaN/inf loss or gradient skipped before training stops

@@ -75,6 +75,20 @@ class Distributed:
         dist.all_gather_object(out, obj)
         return out
 
+    def raise_together(self, error: BaseException | None) -> None:
+        """Raise on every rank when any rank failed (a collective: every rank must call it). A rank that
+        failed raises its own error, the others name the first failed rank and its message."""
+        if not self.enabled:
+            if error is not None:
+                raise error
+            return
+        messages = self.gather(None if error is None else str(error))
+        if error is not None:
+            raise error
+        failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
+        if failed:
+            raise RuntimeError(f"rank {failed[0][0]}: {failed[0][1]}")
+
     def loss_weight(self, n_local: int, n_global: int) -> float:
         """Factor on this rank's mean loss so that DDP's gradient average is the global batch mean."""
         return n_local * self.world / n_global if self.enabled else 1.0

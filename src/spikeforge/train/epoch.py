@@ -1,15 +1,15 @@
 """One epoch of training, and what happens at its end.
 
 A step: take this rank's share of the global batch, set the scheduled learning rate, let the hooks
-prepare (``before_step``), augment and encode the batch, forward, loss, backward, clip, optimizer
-step, hooks again (``after_step``). The end of an epoch: the hooks act (structural changes happen
-before evaluation, so the accuracy reflects them), rank 0 evaluates on the test set, appends the
-epoch's record to ``metrics.jsonl`` and commits the checkpoint.
+prepare (``before_step``), augment and encode the batch, forward, loss, backward, clip, check that
+the loss and the gradient are finite (:mod:`.numerics`), optimizer step, hooks again
+(``after_step``). The end of an epoch: the hooks act (structural changes happen before evaluation,
+so the accuracy reflects them), rank 0 evaluates on the test set, appends the epoch's record to
+``metrics.jsonl`` and commits the checkpoint.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ from ..data.loader import iterate_batches
 from .devices import autocast_context
 from .evaluate import evaluate_model
 from .metrics import time_average
+from .numerics import BufferSnapshot, nonfinite_step, step_is_finite
 from .optim import set_scheduled_lr
 from .session import Session
 
@@ -48,12 +49,10 @@ class Tally:
         return Tally(int(seen), int(correct), loss_sum)
 
 
-def steps_per_epoch(s: Session) -> int:
-    return max(1, math.ceil(len(s.splits.train) / s.recipe.train.batch_size))
-
-
-def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, tally: Tally) -> None:
-    """One optimizer step on the global batch ``(x, y)``, ``progress`` epochs into the run."""
+def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, tally: Tally, step: int) -> None:
+    """One optimizer step on the global batch ``(x, y)``, ``progress`` epochs into the run (``step``: 1-based
+    in the epoch, for messages). A non-finite loss or gradient stops training, or skips the step
+    (:func:`.numerics.nonfinite_step`)."""
     cfg, ctx = s.recipe.train, s.ctx
     n_global = y.shape[0]
     x, y = s.world.chunk(x, y)
@@ -61,14 +60,20 @@ def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, ta
     ctx.local_batch, ctx.global_batch = y.shape[0], n_global
     for hook in s.hooks.values():
         hook.before_step(ctx)
+    buffers = BufferSnapshot(ctx.model) if cfg.skip_nonfinite_steps else None
     inp = prepare_batch(x, s.info, s.recipe.data, s.augment, s.streams.batch, train=True)
     with autocast_context(ctx.device, cfg.amp):
         out = s.step_model(inp)
     loss = s.loss_fn(out.float(), y, cfg.label_smoothing)
     s.optimizer.zero_grad(set_to_none=True)
     (loss * s.world.loss_weight(y.shape[0], n_global)).backward()
-    if cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip)
+    params = [p for p in ctx.model.parameters() if p.grad is not None]
+    norm = (nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0
+            else nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    if not step_is_finite(s, loss, norm):
+        s.skipped_steps += 1
+        nonfinite_step(s, float(loss.detach()), float(norm), step, buffers)
+        return
     s.optimizer.step()
     for hook in s.hooks.values():
         hook.after_step(ctx)
@@ -81,21 +86,26 @@ def train_one_epoch(s: Session, epoch: int) -> dict[str, Any]:
     s.ctx.epoch = epoch
     s.ctx.model.train()
     s.start_epoch_clock()
-    cfg, tally, steps = s.recipe.train, Tally(), steps_per_epoch(s)
+    cfg, tally, steps = s.recipe.train, Tally(), s.steps_per_epoch()
     batches = iterate_batches(s.splits.train, cfg.batch_size, shuffle=True, generator=s.streams.shuffle,
                               device=s.ctx.device, drop_last=False)
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=s.quiet or not s.world.is_main)
+    skipped_before = s.skipped_steps
     for i, (x, y) in enumerate(bar):
         if y.shape[0] < s.ctx.world_size:
             continue  # a final global batch too small to give every rank a sample
-        train_step(s, epoch - 1 + i / steps, x, y, tally)
-        bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}")
+        train_step(s, epoch - 1 + i / steps, x, y, tally, i + 1)
+        if tally.seen:
+            bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}")
     train_time = time.perf_counter() - s.epoch_started
     total = tally.summed_over_ranks(s)
-    return {"epoch": epoch, "lr": s.optimizer.param_groups[0]["lr"], "train_loss": total.loss_sum / max(1, total.seen),
-            "train_accuracy": total.correct / max(1, total.seen), "train_time_s": train_time,
-            "train_samples_per_s": total.seen / max(train_time, MIN_SECONDS)}
+    record = {"epoch": epoch, "lr": s.optimizer.param_groups[0]["lr"],
+              "train_loss": total.loss_sum / max(1, total.seen), "train_accuracy": total.correct / max(1, total.seen),
+              "train_time_s": train_time, "train_samples_per_s": total.seen / max(train_time, MIN_SECONDS)}
+    if s.recipe.train.skip_nonfinite_steps:
+        record["nonfinite_steps_skipped"] = s.skipped_steps - skipped_before
+    return record
 
 
 def _report(s: Session, record: dict[str, Any]) -> None:
@@ -119,7 +129,7 @@ def end_epoch(s: Session, record: dict[str, Any]) -> dict[str, Any]:
     record.update({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "firing_rates": ev["firing_rates"],
                    "epoch_time_s": time.perf_counter() - s.epoch_started, "best_test_accuracy": s.best_accuracy})
     s.run.append_metrics(record)
-    s.commit_checkpoint(record["epoch"])
+    s.commit_checkpoint(record["epoch"], ev["accuracy"])
     _report(s, record)
     s.world.barrier()
     return record

@@ -19,7 +19,8 @@ checkpoint      ``metadata()`` -> ``model.json`` under the section name; ``state
 resume          ``load_state_dict(state)`` after ``prepare``
 ==============  ===============================================================================
 
-A saved run is rebuilt without training: ``Method.restore(recipe, model, meta)`` rebuilds the
+``Method.validate(cfg)`` checks the method's section when a recipe is loaded, before any data is. A
+saved run is rebuilt without training: ``Method.restore(recipe, model, meta)`` rebuilds the
 structure before the weights load, ``Method.finish_loading(model, meta)`` prepares the loaded model for
 inference. ``Method.plots(run)`` draws the method's figures of a run directory.
 """
@@ -113,6 +114,9 @@ class Method(ABC, Generic[C]):
             raise ValueError(f"recipe {recipe.name!r} has no [{self.section}] section of type "
                              f"{self.config_type.__name__}")
         return cfg
+
+    def validate(self, cfg: C) -> None:
+        """Check this method's section before any data is loaded (raise ``RecipeError`` naming the key)."""
 
     @abstractmethod
     def prepare(self, ctx: TrainContext, saved: Metadata | None = None) -> TrainHook:

@@ -11,6 +11,8 @@ from torch import nn
 from .config import OptimizerConfig, ScheduleConfig
 
 COSINE_MIN_SPAN = 1e-9  # epochs: guards a cosine schedule whose warm-up fills the whole run
+OPTIMIZERS = ("sgd", "adam", "adamw")  # train.optimizer.name
+SCHEDULES = ("cosine", "step", "constant")  # train.schedule.name
 
 
 def _betas(cfg: OptimizerConfig) -> tuple[float, float]:
@@ -27,7 +29,7 @@ def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.op
         "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, betas=_betas(cfg), weight_decay=cfg.weight_decay),
     }
     if cfg.name not in factories:
-        raise ValueError(f"train.optimizer.name must be one of {sorted(factories)}, got {cfg.name!r}")
+        raise ValueError(f"train.optimizer.name must be one of {list(OPTIMIZERS)}, got {cfg.name!r}")
     return factories[cfg.name]()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .registry import active_methods, registered_methods
 from .schema import CORE_SECTIONS, SCALAR_FIELDS, Recipe, RecipeError, build_core, build_dataclass, convert
+from .validate import validate_recipe
 
 __all__ = ["Recipe", "RecipeError", "build_dataclass", "load_recipe", "packaged_recipes", "parse_override",
            "recipe_document", "recipe_from_dict", "recipe_to_dict", "to_toml"]
@@ -28,6 +29,9 @@ def _set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {dotted}: {p} is not a table")
+    if isinstance(node.get(leaf), dict) and not isinstance(value, dict) or not parents and leaf in CORE_SECTIONS:
+        raise RecipeError(f"--set {dotted}={value!r}: {dotted} is a section of settings, not a value; set one of "
+                          f"its keys, e.g. --set {dotted}.KEY=VALUE")
     node[leaf] = value
 
 
@@ -58,8 +62,11 @@ def recipe_document(name_or_path: str) -> tuple[dict[str, Any], str]:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise RecipeError(f"recipe file {path} does not exist")
-        text, origin = path.read_text(), str(path)
+            raise RecipeError(f"recipe file {path} " + ("is not a file" if path.exists() else "does not exist"))
+        try:
+            text, origin = path.read_text(), str(path)
+        except UnicodeDecodeError:
+            raise RecipeError(f"recipe file {path}: not a text file (a recipe is UTF-8 TOML)") from None
     else:
         res = importlib.resources.files("spikeforge.recipes") / f"{name_or_path}.toml"
         if not res.is_file():
@@ -72,12 +79,13 @@ def recipe_document(name_or_path: str) -> tuple[dict[str, Any], str]:
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
-    """Load a packaged recipe by name or a TOML file, apply ``KEY=VALUE`` overrides, validate."""
+    """Load a packaged recipe by name or a TOML file, apply ``KEY=VALUE`` overrides, validate (types and
+    ranges: :mod:`.validate`)."""
     doc, origin = recipe_document(name_or_path)
     for text in overrides or []:
         _set_path(doc, *parse_override(text))
     try:
-        recipe = recipe_from_dict(doc)
+        recipe = validate_recipe(recipe_from_dict(doc))
     except RecipeError as e:
         raise RecipeError(f"{origin}: {e}") from None
     if not recipe.name:

@@ -2,7 +2,7 @@
 
 :func:`load_run` reads the stored recipe, builds the model, lets every method of the recipe restore
 its structure (hybrid sites, masks, compacted widths; :meth:`Method.restore`), loads the weights
-strictly, then lets each method finish (structural development bakes its masks into the weights:
+strictly (checked finite), then lets each method finish (structural development bakes its masks into the weights:
 :meth:`Method.finish_loading`). The files themselves belong to :class:`~.run_files.RunDir`.
 """
 
@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.base import DataSplits
 from ..models import build_model
 from .recipe import Recipe, RecipeError, recipe_from_dict, recipe_to_dict
 from .registry import active_methods
-from .run_files import RunDir
+from .run_files import BEST, LATEST, RunDir
 
 __all__ = ["LoadedRun", "RunDir", "build_from_meta", "load_run", "save_model", "stored_recipe"]
 
@@ -29,10 +30,18 @@ class LoadedRun:
     model: nn.Module
     meta: dict[str, Any]  # model.json
     path: Path
+    checkpoint: Path | None = None  # the checkpoint folder the model came from
 
     def method_meta(self, section: str) -> dict[str, Any]:
         """The metadata method ``section`` saved with the model (empty if none)."""
         return dict(self.meta.get("extensions", {}).get(section, {}))
+
+    def load_data(self, data_root: str | Path | None = None) -> DataSplits:
+        """The run's dataset, by default from the folder it was trained on, compared with the data it recorded
+        (:mod:`.provenance`: warnings name what differs, another shape or class list is an error)."""
+        from .provenance import load_run_data
+
+        return load_run_data(RunDir(self.path), self.recipe, data_root)
 
 
 def parse_stored_recipe(doc: Any, source: str) -> Recipe:
@@ -59,11 +68,13 @@ def build_from_meta(recipe: Recipe, meta: dict[str, Any]) -> nn.Module:
     return model
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's model with its weights, ready for inference (eval mode)."""
-    run = RunDir(run_dir)
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", best: bool = False) -> LoadedRun:
+    """Rebuild a run's model with its weights, ready for inference (eval mode): from its latest
+    checkpoint, or (``best``) from the one with the highest test accuracy."""
+    run = RunDir(run_dir, BEST if best else LATEST)
     if not run.path.is_dir():
-        raise FileNotFoundError(f"{run.path}: run directory not found")
+        raise FileNotFoundError(f"{run.path}: run directory not found" if not run.path.exists()
+                                else f"{run.path}: not a run directory (a file)")
     meta = run.read_model_meta()
     recipe = parse_stored_recipe(meta.get("recipe"), run.recipe_source())
     model = build_from_meta(recipe, meta)
@@ -71,7 +82,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     for method in active_methods(recipe):
         method.finish_loading(model, meta.get("extensions", {}).get(method.section, {}))
     model.to(device).eval()
-    return LoadedRun(recipe, model, meta, run.path)
+    return LoadedRun(recipe, model, meta, run.path, run.checkpoint_folder())
 
 
 def save_model(run_dir: str | Path, model: nn.Module, recipe: Recipe, methods_meta: dict[str, Any],

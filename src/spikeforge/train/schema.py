@@ -6,13 +6,15 @@ sections live in :attr:`Recipe.methods` (section name -> that method's config da
 methods plug into the engine (:mod:`.registry`) and this module knows none of them. Typed code reads
 a method's section with ``recipe.section(HybridConfig)``.
 
-Validation is strict: an unknown key or a value of the wrong type is rejected with its key path and
-the expected type (``train.optimizer.lr: expected float, got str 'fast'``).
+Validation is strict: an unknown key, a value of the wrong type, NaN or an infinity is rejected with
+its key path and the expected type (``train.optimizer.lr: expected float, got str 'fast'``). Ranges
+are checked by :mod:`.validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -102,6 +104,8 @@ def convert(value: Any, tp: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecipeError(f"{path}: expected float, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise RecipeError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp in (int, str, bool):
         if type(value) is not tp:

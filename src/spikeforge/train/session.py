@@ -2,10 +2,13 @@
 
 Order matters for reproducibility and is kept fixed: seed, load the data, build the model, let each
 method prepare it, build the optimizer, then (``--resume``) load weights, optimizer and hook states.
+Rank 0 alone writes: before the first write the run directory has been checked and locked
+(:mod:`.start`), and the data is recorded (fresh run) or compared with the record (:mod:`.provenance`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +21,15 @@ from ..data import dataset_folder, load_dataset
 from ..data.augment import BatchAugment
 from ..data.base import DatasetInfo, DataSplits
 from ..models import build_model
-from .devices import resolve_device
-from .distributed import RANK_SEED_STRIDE, Distributed, check_batch, from_environment, setup
+from .distributed import RANK_SEED_STRIDE, Distributed
 from .hooks import TrainContext, TrainHook
 from .metrics import LossFn, get_loss
 from .optim import make_optimizer
+from .provenance import check_data, record_data
 from .recipe import Recipe, recipe_to_dict, to_toml
 from .registry import active_methods
 from .run_files import Checkpoint, RunDir
+from .start import prepare_resume
 
 EPOCH_SEED_STRIDE = 100_003  # seed of epoch e's streams: seed * stride + e
 
@@ -62,6 +66,7 @@ class Session:
     start_epoch: int = 1
     best_accuracy: float = 0.0
     epoch_started: float = 0.0  # time.perf_counter() at the start of the current epoch
+    skipped_steps: int = 0  # non-finite steps skipped so far in the run (train.skip_nonfinite_steps)
 
     @property
     def world(self) -> Distributed:
@@ -71,25 +76,31 @@ class Session:
     def info(self) -> DatasetInfo:
         return self.splits.info
 
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.splits.train) / self.recipe.train.batch_size))
+
     def remaining_epochs(self) -> range:
         return range(self.start_epoch, self.recipe.train.epochs + 1)
 
     def start_epoch_clock(self) -> None:
         self.epoch_started = time.perf_counter()
 
-    def commit_checkpoint(self, epoch: int) -> None:
+    def commit_checkpoint(self, epoch: int, test_accuracy: float | None = None) -> None:
         """Model, optimizer, each method's metadata and hook state for ``epoch`` (rank 0 only)."""
-        commit_checkpoint(self.run, self.ctx, self.hooks, epoch, self.best_accuracy)
+        commit_checkpoint(self.run, self.ctx, self.hooks, epoch, self.best_accuracy, test_accuracy=test_accuracy,
+                          skipped_steps=self.skipped_steps)
 
 
 def commit_checkpoint(run: RunDir, ctx: TrainContext, hooks: dict[str, TrainHook], epoch: int, best_accuracy: float,
-                      extra: dict[str, Any] | None = None) -> None:
-    """Commit ``ctx``'s model and optimizer with each hook's metadata and resume state as epoch ``epoch``."""
+                      extra: dict[str, Any] | None = None, test_accuracy: float | None = None,
+                      skipped_steps: int = 0) -> None:
+    """Commit ``ctx``'s model and optimizer with each hook's metadata and resume state as epoch ``epoch``
+    (keeping the recipe's ``train.keep_checkpoints`` last checkpoints and the best one)."""
     if ctx.optimizer is None:
         raise ValueError("a checkpoint needs the optimizer (build it after the methods prepared the model)")
     run.commit_checkpoint(ctx.model, ctx.optimizer, recipe_to_dict(ctx.recipe),
                           {s: h.metadata() for s, h in hooks.items()}, {s: [h.state_dict()] for s, h in hooks.items()},
-                          epoch, best_accuracy, extra)
+                          epoch, best_accuracy, extra, test_accuracy, ctx.recipe.train.keep_checkpoints, skipped_steps)
 
 
 def fit_recipe_to_data(recipe: Recipe, info: DatasetInfo) -> None:
@@ -129,23 +140,39 @@ def resume_from(session: Session, checkpoint: Checkpoint) -> None:
             if state is not None:
                 hook.load_state_dict(state)
     session.start_epoch, session.best_accuracy = checkpoint.epoch + 1, checkpoint.best_accuracy
-    run.truncate_metrics(checkpoint.epoch)
+    session.skipped_steps = checkpoint.skipped_steps
 
 
-def open_session(recipe: Recipe, run: RunDir, data_root: str | Path | None, device: str, resume: bool,
-                 splits: DataSplits | None, quiet: bool) -> Session:
-    """Open ``run`` for training ``recipe`` (or resume it): data, model, methods, optimizer, streams."""
+def begin_writing(run: RunDir, recipe: Recipe, splits: DataSplits, loaded_here: bool, resume: bool,
+                  force: bool) -> Checkpoint | None:
+    """Rank 0, once the data is loaded: replace the old run (``--force``) or find the checkpoint to continue
+    (``--resume``), then record the data (fresh run) or compare it with the record."""
+    if force and not resume:
+        run.remove_all_but_lock()
+    checkpoint = prepare_resume(run, recipe) if resume else None
+    if loaded_here and not (checkpoint is not None and check_data(run, recipe.data, None, splits)):
+        record_data(run, recipe.data, splits)
+    return checkpoint
+
+
+def open_session(recipe: Recipe, run: RunDir, world: Distributed, dev: torch.device, data_root: str | Path | None,
+                 resume: bool, force: bool, splits: DataSplits | None, quiet: bool) -> Session:
+    """Open ``run`` (checked and locked: :func:`.start.claimed`) for training ``recipe`` or resuming it: data,
+    model, methods, optimizer, streams."""
     cfg = recipe.train
-    world = from_environment()
-    dev = setup(world, resolve_device(device if device != "auto" else cfg.device))
-    check_batch(world, cfg.batch_size)
     torch.manual_seed(cfg.seed)
+    loaded_here = splits is None
     splits = splits or load_training_data(recipe, data_root)
     fit_recipe_to_data(recipe, splits.info)
-    run.check_can_start(resume)
-    world.barrier()  # every rank has checked the run directory before rank 0 writes into it
-    run.create()
-    checkpoint = run.last_checkpoint() if resume else None
+    checkpoint, error = None, None
+    if world.is_main:
+        try:
+            checkpoint = begin_writing(run, recipe, splits, loaded_here, resume, force)
+        except (OSError, ValueError, RuntimeError) as e:
+            error = e
+    world.raise_together(error)
+    if resume and not world.is_main:
+        checkpoint = run.last_checkpoint()  # after rank 0 repaired the directory (raise_together synchronises)
 
     model = build_model(recipe.model).to(dev)
     ctx = TrainContext(recipe, model, splits, dev, world)

@@ -32,7 +32,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from ...train.checkpoint import atomic_write_with
+from ...atomic import atomic_write_with
 from ..digest import array_sha256
 
 CACHE_VERSION = 2  # bump when the decoders or the frame pipeline change their output (2: time-sorted events)
