@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from ..train.distributed import from_environment, teardown
     from ..train.engine import train
     from ..train.recipe import load_recipe
+    from ..train.validate import check_device
 
+    check_device(args.device, "--device")
     if args.resume and args.force:
         raise ValueError("--resume continues a run and --force replaces it: pass one of them")
     overrides = list(args.overrides)

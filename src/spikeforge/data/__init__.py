@@ -73,6 +73,8 @@ def resolve_root(cfg: DataConfig, root: str | Path | None = None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"dataset {cfg.name!r}: {path} ({source}, resolved {path.resolve()}) "
                                 "does not exist; pass --data DATASET_FOLDER or set data.root in the recipe")
+    if not path.is_dir():
+        raise NotADirectoryError(f"dataset {cfg.name!r}: {path} ({source}) is a file; expected the dataset folder")
     if source == "the fallback folder":
         print(f"dataset {cfg.name!r}: no --data and no data.root given; using {path} (resolved {path.resolve()})",
               file=sys.stderr)

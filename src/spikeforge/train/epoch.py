@@ -23,7 +23,7 @@ from ..data.loader import iterate_batches
 from .devices import autocast_context
 from .evaluate import evaluate_model
 from .metrics import time_average
-from .numerics import BufferSnapshot, nonfinite_step, step_is_finite
+from .numerics import BufferSnapshot, check_model_finite, nonfinite_step, step_is_finite
 from .optim import set_scheduled_lr
 from .session import Session
 
@@ -119,6 +119,7 @@ def end_epoch(s: Session, record: dict[str, Any]) -> dict[str, Any]:
     """The hooks act, then rank 0 evaluates, records and commits the checkpoint; the other ranks wait."""
     for hook in s.hooks.values():
         record.update(hook.end_epoch(s.ctx))
+    check_model_finite(s)
     if not s.world.is_main:
         s.world.barrier()
         return record

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import nn
 
-from .checkpoint import NonFiniteError
+from .checkpoint import NonFiniteError, check_finite
 from .session import Session
 
 
@@ -36,6 +36,13 @@ class BufferSnapshot:
     def restore(self) -> None:
         for buf, value in self.saved:
             buf.copy_(value)
+
+
+def check_model_finite(s: Session) -> None:
+    """At the end of an epoch, after the methods acted: the model must be finite to be evaluated and saved."""
+    last = s.run.committed_epoch() if s.world.is_main else None
+    kept = f"; {s.run.path} keeps its checkpoint of epoch {last}" if last else ""
+    check_finite(s.ctx.model.state_dict(), f"the model at the end of epoch {s.ctx.epoch} (not saved{kept})")
 
 
 def step_is_finite(s: Session, loss: torch.Tensor, norm: torch.Tensor) -> bool:

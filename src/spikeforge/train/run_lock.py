@@ -131,7 +131,7 @@ class RunLock:
             os.write(fd, (json.dumps(info.__dict__) + "\n").encode())
             os.fsync(fd)
             fsync_dir(path.parent)
-            write_event(f"locked {path.parent.name}")
+            write_event("locked the run directory")
             return cls(path, fd)
         raise RunLockedError(f"{path.parent}: could not take the lock {path} (another process took it first)")
 
