@@ -26,5 +26,6 @@ def test_sites_without_hybrid_and_auto_without_data(capsys: pytest.CaptureFixtur
 
 
 def test_sites_bad_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sites", "--recipe", "mnist-sdsnn", "--set", 'hybrid.sites="lats:1"']) == 2
-    assert "unknown policy 'lats'" in capsys.readouterr().err
+    assert main(["sites", "--recipe", "mnist-sdsnn", "--set", 'hybrid.sites="lats:1"']) == 1  # one line, exit 1
+    assert capsys.readouterr().err.startswith("spikeforge sites: error: packaged recipe mnist-sdsnn: hybrid.sites: "
+                                              "hybrid policy 'lats:1': unknown policy 'lats'")

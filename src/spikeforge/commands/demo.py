@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         if not (out / COMPARISON_MARKER).is_file():
-            raise SystemExit(f"spikeforge demo: {out} exists and is not an earlier demo output (no "
-                             f"{COMPARISON_MARKER}); choose another --out")
+            raise FileExistsError(f"--out {out} exists and is not an earlier demo output (no {COMPARISON_MARKER}); "
+                                  "choose another --out")
         shutil.rmtree(out)
     print(recipe.description)
     print(f"training {len(DEMO_POLICIES)} models ({', '.join(DEMO_POLICIES)}) for {recipe.train.epochs} epochs, "

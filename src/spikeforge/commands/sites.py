@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Any
 
 import torch
@@ -75,14 +74,6 @@ def _auto_choice(recipe: Recipe, data_root: str, device: str) -> tuple[list[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except ValueError as e:  # malformed recipe or policy: a message, not a traceback
-        print(f"spikeforge sites: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from ..hybrid.config import HybridConfig
     from ..hybrid.policy import parse_spec, select_sites
     from ..models import build_model

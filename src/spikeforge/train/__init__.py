@@ -1,15 +1,18 @@
 """Training: recipes, the engine, run directories and the plug-in contract of training methods.
 
-- :mod:`.recipe` / :mod:`.schema`: recipes (TOML) validated into :class:`Recipe`;
-- :mod:`.engine`: ``train(recipe, run_dir)`` (:mod:`.session` opens a run, :mod:`.epoch` trains and ends
-  epochs, :mod:`.evaluate` measures);
+- :mod:`.recipe` / :mod:`.schema` / :mod:`.validate`: recipes (TOML) validated into :class:`Recipe`;
+- :mod:`.engine`: ``train(recipe, run_dir)`` (:mod:`.start` checks and locks the run directory,
+  :mod:`.session` opens a run, :mod:`.epoch` trains and ends epochs, :mod:`.numerics` stops on
+  non-finite numbers, :mod:`.evaluate` measures);
 - :mod:`.hooks` / :mod:`.registry`: how a method (hybrid, structural development, yours) joins training;
-- :mod:`.run_files` / :mod:`.rundir`: a run directory's files and ``load_run``; :mod:`.report`: its plots;
+- :mod:`.run_files` / :mod:`.rundir`: a run directory's files (:mod:`.checkpoint_store`: its committed
+  checkpoints, :mod:`.run_lock`: its lock) and ``load_run``; :mod:`.provenance`: the data it was
+  trained on; :mod:`.report`: its plots;
 - :mod:`.distributed`: data parallelism under ``torchrun``.
 
 Importing this package loads no training method (the registry loads them when first asked) and not even
-the engine: ``spikeforge.data`` and ``spikeforge.export`` use :mod:`.checkpoint` (atomic files), so the
-names below load from their modules on first use (PEP 562).
+the engine: ``spikeforge.export`` uses :mod:`.checkpoint`, so the names below load from their modules
+on first use (PEP 562).
 """
 
 from __future__ import annotations

@@ -43,7 +43,10 @@ def check_finite(tensors: dict[str, torch.Tensor], source: str | Path) -> None:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` (contiguous CPU copies; shared storage is duplicated) atomically."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write_with(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
+    try:
+        atomic_write_with(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
+    except SafetensorError as e:  # e.g. a full disk, reported by the Rust writer
+        raise OSError(f"{path}: could not be written ({e})") from None
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
