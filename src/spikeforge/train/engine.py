@@ -94,13 +94,15 @@ def lr_factor(progress: float, epochs: int, cfg: ScheduleConfig) -> float:
     raise ValueError(f"train.schedule.name must be cosine, step or constant, got {cfg.name!r}")
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp not in ("auto", "bf16", "off"):
-        raise ValueError(f"train.amp must be auto, bf16 or off, got {amp!r}")
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision`` ``"bf16"`` (CPU and CUDA) or ``"auto"`` on CUDA; ``"fp32"``
+    (or the deprecated ``train.amp`` value ``"off"``) runs in float32. Neuron membranes stay
+    float32 under autocast (``spikeforge.neurons.state_dtype``)."""
+    if precision not in ("auto", "bf16", "fp32", "off"):
+        raise ValueError(f"train.precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
