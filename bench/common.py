@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
 NOT_INSTALLED = "not installed"
 MIB = 2**20
+CPU_SAMPLE_S = 0.5  # how long free_cores() watches /proc/stat
+# one CPU-bound job beside the benchmark: a single-threaded float32 matrix product loop
+BUSY_JOB = "import torch; torch.set_num_threads(1); a = torch.randn(384, 384)\nwhile True: a = (a @ a).tanh_()"
 
 
 def peer(module: str) -> ModuleType | None:
@@ -39,6 +47,105 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repea
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@dataclass
+class Interleaved:
+    """Per-column seconds of every round, timed in one process in rotating order."""
+
+    times: dict[str, list[float]]
+
+    def median(self, col: str) -> float:
+        return statistics.median(self.times[col])
+
+    def ratio(self, col: str, base: str) -> tuple[float, float, float]:
+        """Speed of ``col`` relative to ``base`` (``base`` time / ``col`` time) per round:
+        (median, min, max). Pairing each round's two times cancels most of a shared
+        machine's drift."""
+        r = [b / c for b, c in zip(self.times[base], self.times[col], strict=True)]
+        return statistics.median(r), min(r), max(r)
+
+
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    # CPU seconds of this process (all its threads): what the step cost, not how long the
+    # scheduler kept it waiting — the steadier A/B measure on a shared machine with 1 thread
+    "cpu": time.process_time,
+}
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int,
+                     before: Callable[[str], None] | None = None, clock: str = "wall") -> Interleaved:
+    """Time every function ``repeats`` times, one call of each per round, the order rotating
+    from round to round (so no column always runs first or right after another); ``before(col)``
+    runs untimed before each call (e.g. to set the thread count). ``clock``: see :data:`CLOCKS`."""
+    now = CLOCKS[clock]
+    cols = list(fns)
+    for col in cols:
+        if before:
+            before(col)
+        for _ in range(warmup):
+            fns[col]()
+    times: dict[str, list[float]] = {c: [] for c in cols}
+    for r in range(repeats):
+        k = r % len(cols)
+        for col in cols[k:] + cols[:k]:
+            if before:
+                before(col)
+            sync(device)
+            start = now()
+            fns[col]()
+            sync(device)
+            times[col].append(now() - start)
+    return Interleaved(times)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields)
+
+
+def free_cores(sample_s: float = CPU_SAMPLE_S) -> float:
+    """Cores left idle by everything else on the machine, watched for ``sample_s`` seconds
+    (Linux /proc/stat; elsewhere: all cores of this process's affinity)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        idle0, total0 = _cpu_times()
+        time.sleep(sample_s)
+        idle1, total1 = _cpu_times()
+    except OSError:
+        return float(cores)
+    share = (idle1 - idle0) / max(1, total1 - total0)
+    return min(float(cores), share * (os.cpu_count() or cores))
+
+
+def auto_threads() -> int:
+    """Intra-op threads for the cores actually free now (at least one): more threads than free
+    cores make OpenMP's barrier waits spin against the other jobs."""
+    return max(1, int(free_cores() + 0.5))
+
+
+@contextlib.contextmanager
+def busy_beside(jobs: int) -> Iterator[None]:
+    """Run ``jobs`` CPU-bound processes (:data:`BUSY_JOB`) beside the benchmark, stopped after."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_JOB], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(jobs)]
+    try:
+        if procs:
+            time.sleep(1.0)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> float:

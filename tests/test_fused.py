@@ -179,6 +179,17 @@ def test_channels_last_steps_keep_their_layout() -> None:
     torch.testing.assert_close(xf.grad, xr.grad)
 
 
+def test_expanded_channels_last_step_runs_in_channels_last() -> None:
+    """One channels-last step expanded over T (a conv applied once to a direct-encoded input)."""
+    step = (torch.randn(3, 5, 6, 7) + 0.6).contiguous(memory_format=torch.channels_last)
+    x = step.unsqueeze(0).expand(4, *step.shape)
+    p = lif_params(2.0, v_reset=0.0)
+    s_ref, v_ref = neuron_sequence(x.contiguous(), p)
+    s_fus, v_fus = fused_sequence(x, p)
+    assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
+    assert s_fus[0].is_contiguous(memory_format=torch.channels_last) and not s_fus.is_contiguous()
+
+
 def test_fused_saves_less_than_reference() -> None:
     """Saved-for-backward bytes: the fused node keeps one tensor (h) per step."""
     x = (torch.randn(8, 16, 64) + 0.5).requires_grad_()

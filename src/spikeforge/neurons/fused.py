@@ -221,6 +221,14 @@ def channels_last_steps(x: torch.Tensor) -> bool:
     return x.dim() == 5 and x.permute(*CHANNELS_LAST_VIEW).is_contiguous()
 
 
+def _prefers_channels_last(x: torch.Tensor) -> bool:
+    """Channels-last steps, or a non-contiguous ``[T, B, C, H, W]`` whose steps are channels-last
+    (e.g. one channels-last step expanded over T): run, and return, in channels-last layout."""
+    if x.dim() != 5 or x.is_contiguous():
+        return False
+    return channels_last_steps(x) or x[0].is_contiguous(memory_format=torch.channels_last)
+
+
 def _scalar_like(value: Scalar) -> bool:
     return not isinstance(value, torch.Tensor) or value.numel() == 1
 
@@ -238,10 +246,10 @@ def run_sequence(x_seq: torch.Tensor, p: NeuronParams, v0: torch.Tensor | None,
           else v0.to(dtype).expand_as(x_seq[0]))
     spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
                 p.surrogate)
-    if x_seq.is_contiguous() or not channels_last_steps(x_seq):
+    if not _prefers_channels_last(x_seq):
         return _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec, loops)
     # elementwise in time: run on the contiguous [T, B, H, W, C] view, hand back channels-last views
-    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW), v0.permute(0, 2, 3, 1),
+    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW).contiguous(), v0.permute(0, 2, 3, 1),
                                        p.decay, p.input_gain, p.bias, spec, loops)
     return spikes.permute(*CHANNELS_FIRST_VIEW), v_T.permute(0, 3, 1, 2)
 
