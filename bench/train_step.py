@@ -201,8 +201,9 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
         with autocast(device, v.precision):
             mem = peak_memory(lambda r=runners[col], x=inputs[col]: r(x), device)
         row: dict[str, Any] = {"label": v.label, "ms": 1e3 * timing.median(col),
-                               "samples_per_s": batch / timing.median(col), "memory_mib": mem,
-                               "settings": asdict(v)}
+                               "samples_per_s": batch / timing.median(col), "memory_mib": mem}
+        if v.library == "spikeforge":
+            row["settings"] = asdict(v)
         if col in chosen:
             row["threads_chosen"] = chosen[col]
         if BASELINE in steps:
