@@ -188,6 +188,12 @@ def test_expanded_channels_last_step_runs_in_channels_last() -> None:
     s_fus, v_fus = fused_sequence(x, p)
     assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
     assert s_fus[0].is_contiguous(memory_format=torch.channels_last) and not s_fus.is_contiguous()
+    flat = (torch.randn(3, 40) + 0.6).unsqueeze(0).expand(5, 3, 40).requires_grad_()  # [T, B, N], expanded
+    s_ref, v_ref = neuron_sequence(flat.detach().contiguous(), p)
+    s_fus, v_fus = fused_sequence(flat, p)
+    assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
+    s_fus.sum().backward()
+    assert flat.grad is not None and flat.grad.shape == flat.shape
 
 
 def test_fused_saves_less_than_reference() -> None:

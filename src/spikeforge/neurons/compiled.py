@@ -5,9 +5,11 @@ Same autograd node, same saved tensors and the same formulas as ``fused``
 fastest CPU path measured (``bench/neurons.py``). It is chosen by name (``backend =
 "compiled"``) and never switched on or off behind the user's back:
 
-- compiling costs seconds per new call signature (neuron spec, shape, dtype, device, flags);
-  the first compile in a process is reported once on stderr with its wall time, every compile
-  is logged (logger ``spikeforge.neurons``, level INFO) and listed by :func:`compile_report`;
+- compiling costs seconds per new call signature (neuron spec, T, dtype, device, flags — not the
+  number of neurons: the loops run on a flat ``[T, N]`` view with N marked dynamic, so one kernel
+  serves every layer and batch size); the first compile in a process is reported once on stderr
+  with its wall time, every compile is logged (logger ``spikeforge.neurons``, level INFO) and
+  listed by :func:`compile_report`;
 - if ``torch.compile`` fails (no C++ compiler, an inductor bug), the error is reported once as
   a ``RuntimeWarning`` naming the backend and the cause, recorded in :func:`compile_report`, and
   this backend then runs the eager loops (the numbers stay those of ``fused``).
@@ -93,6 +95,9 @@ class CompiledLoops(Loops):
             fn = self._fns.get(loop)
             if fn is None:
                 fn = self._fns[loop] = torch.compile(pure_fn)
+            for t in args:  # the loops see [T, N] / [N]: N may change, nothing else needs to recompile
+                if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[-1] > 1:
+                    torch._dynamo.mark_dynamic(t, t.dim() - 1)
             out = fn(*args)
         except Exception as err:  # noqa: BLE001 - reported below, then the eager loops run
             self._fail(err)
@@ -103,7 +108,7 @@ class CompiledLoops(Loops):
         return out
 
     def _record(self, loop: str, key: tuple[object, ...], seconds: float) -> None:
-        what = f"{loop} loop, shape {key[1]}, {key[2]}, {key[3]}"
+        what = f"{loop} loop, T = {key[1]}, {key[2]}, {key[3]}"
         if not self.report.compiles:
             print(f"spikeforge: backend 'compiled': first torch.compile of the neuron loops ({what}) took "
                   f"{seconds:.1f} s; each new shape compiles once more (spikeforge.neurons.compile_report())",

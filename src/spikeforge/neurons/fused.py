@@ -168,7 +168,9 @@ def _as_coef(value: Scalar, like: torch.Tensor) -> Coef:
 
 
 def _signature(x: torch.Tensor, spec: Spec, *flags: object) -> tuple[object, ...]:
-    return (spec, tuple(x.shape), x.dtype, x.device.type, *flags)
+    """What a compiled loop specialises on: everything but the number of neurons (the loops see a
+    flat ``[T, N]`` sequence, so one compiled kernel serves every layer of a model)."""
+    return (spec, x.shape[0], x.dtype, x.device.type, *flags)
 
 
 class _FusedSequence(torch.autograd.Function):
@@ -229,6 +231,11 @@ def _prefers_channels_last(x: torch.Tensor) -> bool:
     return channels_last_steps(x) or x[0].is_contiguous(memory_format=torch.channels_last)
 
 
+def _time_invariant(x: torch.Tensor) -> bool:
+    """One step expanded over T (stride 0 along T) whose step is stored densely."""
+    return x.dim() > 1 and x.shape[0] > 1 and x.stride(0) == 0 and x[0].is_contiguous()
+
+
 def _scalar_like(value: Scalar) -> bool:
     return not isinstance(value, torch.Tensor) or value.numel() == 1
 
@@ -247,11 +254,25 @@ def run_sequence(x_seq: torch.Tensor, p: NeuronParams, v0: torch.Tensor | None,
     spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
                 p.surrogate)
     if not _prefers_channels_last(x_seq):
-        return _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec, loops)
+        return _flat_apply(x_seq if _time_invariant(x_seq) else x_seq.contiguous(), v0, p, spec, loops)
     # elementwise in time: run on the contiguous [T, B, H, W, C] view, hand back channels-last views
-    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW).contiguous(), v0.permute(0, 2, 3, 1),
-                                       p.decay, p.input_gain, p.bias, spec, loops)
+    nhwc = x_seq.permute(*CHANNELS_LAST_VIEW)
+    spikes, v_T = _flat_apply(nhwc if _time_invariant(nhwc) else nhwc.contiguous(), v0.permute(0, 2, 3, 1), p,
+                              spec, loops)
     return spikes.permute(*CHANNELS_FIRST_VIEW), v_T.permute(0, 3, 1, 2)
+
+
+def _flat_apply(x_seq: torch.Tensor, v0: torch.Tensor, p: NeuronParams, spec: Spec,
+                loops: Loops) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loops are elementwise in everything but time: run them on the ``[T, N]`` view of the
+    contiguous ``x_seq`` and hand back tensors of the original shape."""
+    steps, shape = x_seq.shape[0], x_seq.shape
+    if _time_invariant(x_seq):  # the loops read the one step T times: no [T, N] copy of the input
+        flat = x_seq[0].reshape(-1).expand(steps, -1)
+    else:
+        flat = x_seq.reshape(steps, -1)
+    spikes, v_T = _FusedSequence.apply(flat, v0.reshape(-1), p.decay, p.input_gain, p.bias, spec, loops)
+    return spikes.view(shape), v_T.view(shape[1:])
 
 
 def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
