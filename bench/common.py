@@ -15,9 +15,11 @@ from types import ModuleType
 
 import torch
 
+from spikeforge.threads import auto_threads, free_cores
+
+__all__ = ["auto_threads", "free_cores"]  # re-exported for the bench scripts
 NOT_INSTALLED = "not installed"
 MIB = 2**20
-CPU_SAMPLE_S = 0.5  # how long free_cores() watches /proc/stat
 # one CPU-bound job beside the benchmark: a single-threaded float32 matrix product loop
 BUSY_JOB = "import torch; torch.set_num_threads(1); a = torch.randn(384, 384)\nwhile True: a = (a @ a).tanh_()"
 
@@ -89,33 +91,6 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
-
-
-def _cpu_times() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return idle, sum(fields)
-
-
-def free_cores(sample_s: float = CPU_SAMPLE_S) -> float:
-    """Cores left idle by everything else on the machine, watched for ``sample_s`` seconds
-    (Linux /proc/stat; elsewhere: all cores of this process's affinity)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        idle0, total0 = _cpu_times()
-        time.sleep(sample_s)
-        idle1, total1 = _cpu_times()
-    except OSError:
-        return float(cores)
-    share = (idle1 - idle0) / max(1, total1 - total0)
-    return min(float(cores), share * (os.cpu_count() or cores))
-
-
-def auto_threads() -> int:
-    """Intra-op threads for the cores actually free now (at least one): more threads than free
-    cores make OpenMP's barrier waits spin against the other jobs."""
-    return max(1, int(free_cores() + 0.5))
 
 
 @contextlib.contextmanager

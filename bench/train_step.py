@@ -5,6 +5,7 @@
     python bench/train_step.py --preset bf16                # bf16 autocast vs fp32
     python bench/train_step.py --beside 1 --preset threads  # another CPU-bound job beside it
     python bench/train_step.py --columns sj sf-compiled --repeats 5 --warmup 1   # a short pass
+    python bench/train_step.py --models resnet19 --columns sj sf-compiled --profile sf-compiled  # the ceiling
 
 Models (T = 4, LIF τ = 2, hard reset to 0, sigmoid surrogate α = 4, direct encoding):
   sdsnn_convnet on MNIST-size input (B = 64, 1×28×28);
@@ -115,6 +116,8 @@ PRESETS: dict[str, list[str]] = {
     "gpu": ["sj", "sj-bf16", "sf-fused", "sf-compiled", "sf-triton", "sf-bf16"],
 }
 BASELINE = "sj"
+PROFILE_STEPS = 3
+PROFILE_TOP = 12
 
 
 def neuron_config(backend: str) -> NeuronConfig:
@@ -210,7 +213,28 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
             row["vs_sj"] = timing.ratio(col, BASELINE)
         rows[col] = row
         print(f"done {name}: {v.label} {row['samples_per_s']:.1f} samples/s", flush=True)
-    return {"model": name, "batch": batch, "time_steps": TIME_STEPS, "columns": rows, "missing": missing}
+    result = {"model": name, "batch": batch, "time_steps": TIME_STEPS, "columns": rows, "missing": missing}
+    if args.profile in steps:
+        result["profile"] = profile_step(steps[args.profile], rows, args.profile)
+    return result
+
+
+def profile_step(step: Callable[[], None], rows: dict[str, dict[str, Any]], col: str) -> dict[str, Any]:
+    """Where one column's step goes (torch.profiler, self CPU time over PROFILE_STEPS steps), and the
+    ceiling that sets: SpikingJelly's step time over this column's convolution time alone."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(PROFILE_STEPS):
+            step()
+    ops = sorted(((e.key, e.self_cpu_time_total) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    total = sum(t for _, t in ops)
+    conv = sum(t for k, t in ops if "convolution" in k)
+    out: dict[str, Any] = {"column": col, "conv_share": conv / total,
+                           "top_ops": [(k, round(100 * t / total, 1)) for k, t in ops[:PROFILE_TOP]]}
+    if BASELINE in rows:
+        out["ceiling_vs_sj"] = rows[BASELINE]["ms"] / (rows[col]["ms"] * out["conv_share"])
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -240,6 +264,8 @@ def main() -> None:
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="wall time (default) or this process's CPU time (A/B on a busy machine, 1 thread)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--profile", default=None, choices=list(VARIANTS),
+                    help="after timing, profile this column: op shares and the convolution-bound ceiling vs SJ")
     args = ap.parse_args()
     if args.threads == "auto":
         torch.set_num_threads(auto_threads())
@@ -263,6 +289,12 @@ def main() -> None:
           f"{args.clock} clock\n")
     for res in results["models"]:
         print(markdown(res) + "\n")
+        if "profile" in res:
+            prof = res["profile"]
+            print(f"profile of {prof['column']}: convolutions (fwd + bwd) {100 * prof['conv_share']:.1f} % of the "
+                  "step" + (f"; if everything else were free: {prof['ceiling_vs_sj']:.2f}× SpikingJelly"
+                            if "ceiling_vs_sj" in prof else ""))
+            print(markdown_table(["op", "% of self CPU time"], [[k, f"{v}"] for k, v in prof["top_ops"]]) + "\n")
     print(f"neuron compiles: {results['compile']}")
     if args.json:
         with open(args.json, "w") as f:

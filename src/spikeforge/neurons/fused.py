@@ -37,6 +37,7 @@ returned in the input dtype, where 0 and 1 are exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -178,7 +179,7 @@ class _FusedSequence(torch.autograd.Function):
     is needed)."""
 
     @staticmethod
-    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,  # type: ignore[override]
+    def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,
                 c: Scalar, spec: Spec, loops: Loops) -> tuple[torch.Tensor, torch.Tensor]:
         ca, cb, cc = (_as_coef(k, x_seq) for k in (a, b, c))
         key = _signature(x_seq, spec, *(isinstance(k, torch.Tensor) for k in (ca, cb, cc)))
@@ -192,7 +193,7 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,  # type: ignore[override]
+    def backward(ctx: Any, grad_s: torch.Tensor | None, grad_vT: torch.Tensor | None,
                  ) -> tuple[torch.Tensor | None, ...]:
         x_seq, hs, v0 = ctx.saved_tensors
         a, b, c = ctx.coefs
@@ -212,6 +213,8 @@ class _FusedSequence(torch.autograd.Function):
         return (gx if need_x else None, gv0 if need_v0 else None, coef_grad(ga, a), coef_grad(gb, b),
                 coef_grad(gc, c), None, None)
 
+
+_apply_fused: Callable[..., tuple[torch.Tensor, torch.Tensor]] = _FusedSequence.apply  # typed entry point
 
 CHANNELS_LAST_VIEW = (0, 1, 3, 4, 2)  # [T, B, C, H, W] -> [T, B, H, W, C]
 CHANNELS_FIRST_VIEW = (0, 1, 4, 2, 3)
@@ -271,7 +274,7 @@ def _flat_apply(x_seq: torch.Tensor, v0: torch.Tensor, p: NeuronParams, spec: Sp
         flat = x_seq[0].reshape(-1).expand(steps, -1)
     else:
         flat = x_seq.reshape(steps, -1)
-    spikes, v_T = _FusedSequence.apply(flat, v0.reshape(-1), p.decay, p.input_gain, p.bias, spec, loops)
+    spikes, v_T = _apply_fused(flat, v0.reshape(-1), p.decay, p.input_gain, p.bias, spec, loops)
     return spikes.view(shape), v_T.view(shape[1:])
 
 
