@@ -40,6 +40,7 @@ import contextlib
 import datetime
 import json
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -138,7 +139,7 @@ def build(name: str, v: Variant, device: torch.device) -> tuple[nn.Module, Runne
         net = build_model(ModelConfig(name=name, num_classes=CLASSES, in_channels=cin, input_size=size,
                                       width=width, neuron=neuron_config(v.backend),
                                       memory_format=v.memory_format))
-        built = (net, torch.compile(net) if v.whole_compile else net)
+        built = (net, torch.compile(net, dynamic=False) if v.whole_compile else net)
     if built is None:
         return None
     built[0].to(device).train()
@@ -177,6 +178,8 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
     inputs: dict[str, torch.Tensor] = {}
     runners: dict[str, Runner] = {}
     missing: list[str] = []
+    failed: dict[str, str] = {}
+    first_call: dict[str, float] = {}  # seconds of each column's first step (compiles included)
     for col in cols:
         v = VARIANTS[col]
         built = build(name, v, device)
@@ -184,9 +187,18 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
             missing.append(col)
             continue
         net, run = built
+        step = train_step_fn(net, run, expanded if v.expanded_input else copied, y, device, v.precision)
+        start = time.perf_counter()
+        try:
+            step()  # first call: compiles what the column compiles; a failure drops the column, not the run
+        except Exception as err:  # noqa: BLE001 - reported in the table
+            failed[col] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            print(f"failed {name}: {v.label}: {failed[col]}", flush=True)
+            continue
+        first_call[col] = time.perf_counter() - start
         inputs[col] = expanded if v.expanded_input else copied
         runners[col] = run
-        steps[col] = train_step_fn(net, run, inputs[col], y, device, v.precision)
+        steps[col] = step
     default_threads = torch.get_num_threads()
     chosen: dict[str, int] = {}
 
@@ -203,7 +215,7 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
         v = VARIANTS[col]
         with autocast(device, v.precision):
             mem = peak_memory(lambda r=runners[col], x=inputs[col]: r(x), device)
-        row: dict[str, Any] = {"label": v.label, "ms": 1e3 * timing.median(col),
+        row: dict[str, Any] = {"label": v.label, "ms": 1e3 * timing.median(col), "first_step_s": first_call[col],
                                "samples_per_s": batch / timing.median(col), "memory_mib": mem}
         if v.library == "spikeforge":
             row["settings"] = asdict(v)
@@ -213,7 +225,8 @@ def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: to
             row["vs_sj"] = timing.ratio(col, BASELINE)
         rows[col] = row
         print(f"done {name}: {v.label} {row['samples_per_s']:.1f} samples/s", flush=True)
-    result = {"model": name, "batch": batch, "time_steps": TIME_STEPS, "columns": rows, "missing": missing}
+    result = {"model": name, "batch": batch, "time_steps": TIME_STEPS, "columns": rows, "missing": missing,
+              "failed": failed}
     if args.profile in steps:
         result["profile"] = profile_step(steps[args.profile], rows, args.profile)
     return result
@@ -239,14 +252,16 @@ def profile_step(step: Callable[[], None], rows: dict[str, dict[str, Any]], col:
 
 def markdown(result: dict[str, Any]) -> str:
     base = result["columns"].get(BASELINE)
-    header = ["column", "ms/step (median)", "samples/s", "× SpikingJelly: median (min–max of rounds)", "MiB held"]
+    header = ["column", "ms/step (median)", "samples/s", "× SpikingJelly: median (min–max of rounds)", "MiB held",
+              "first step s"]
     rows = []
     for r in result["columns"].values():
         ratio = "—" if "vs_sj" not in r else "{:.2f}× ({:.2f}–{:.2f})".format(*r["vs_sj"])
         mem = f"{r['memory_mib']:,.1f}" + (f" ({r['memory_mib'] / base['memory_mib']:.2f}×)" if base else "")
         label = r["label"] + (f" [{r['threads_chosen']} threads]" if "threads_chosen" in r else "")
-        rows.append([label, f"{r['ms']:,.1f}", f"{r['samples_per_s']:,.1f}", ratio, mem])
-    rows += [[VARIANTS[c].label, NOT_INSTALLED, "", "", ""] for c in result["missing"]]
+        rows.append([label, f"{r['ms']:,.1f}", f"{r['samples_per_s']:,.1f}", ratio, mem, f"{r['first_step_s']:.1f}"])
+    rows += [[VARIANTS[c].label, NOT_INSTALLED, "", "", "", ""] for c in result["missing"]]
+    rows += [[VARIANTS[c].label, f"failed: {err}", "", "", "", ""] for c, err in result["failed"].items()]
     title = f"### {result['model']}, B = {result['batch']}, T = {result['time_steps']}"
     return title + "\n\n" + markdown_table(header, rows)
 
