@@ -11,8 +11,8 @@
 # whole script), --data DIR (image-folder CIFAR-10, default ../shared/data/cifar10-jpeg), --reduced,
 # --steps NAME... (a subset of bench/gpu_check.py's steps).
 #
-# Setup, from a machine that has only this repository and a python3: a venv that sees the system's
-# packages (--system-site-packages: a preinstalled CUDA torch, Triton, CuPy are reused), torch from
+# Setup, from a machine that has only this repository and a python3: a venv that sees python3's
+# packages (a preinstalled CUDA torch, Triton, CuPy are reused; installs go into the venv), torch from
 # the package index only if none imports (PyPI's Linux wheel is the CUDA build), spikeforge's own
 # requirements if missing, the peers SpikingJelly 2.0.0 and snnTorch 1.0.0 with --no-deps. A failed
 # install is recorded in the report's "setup" and the checks run with what is there; spikeforge
@@ -66,6 +66,10 @@ if [ -z "$PY" ]; then
   [ -x "$VENV/bin/python" ] || note python3 -m venv --system-site-packages "$VENV"
   PY="$VENV/bin/python"
   if [ -x "$PY" ]; then
+    # python3 may itself be a venv (the H200 image's is): --system-site-packages then sees the base
+    # interpreter's packages only, so also put python3's own site-packages behind the new venv's
+    VENV_SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    python3 -c "import site; print('\n'.join(site.getsitepackages()))" > "$VENV_SITE/_gpu_check_host.pth" 2>/dev/null
     "$PY" -c "import torch" 2>/dev/null || note "$PY" -m pip install -q "${PIP_SOURCE[@]}" torch
     "$PY" -c "import numpy, safetensors, tqdm, matplotlib, PIL, pytest" 2>/dev/null \
       || note "$PY" -m pip install -q "${PIP_SOURCE[@]}" numpy safetensors tqdm matplotlib pillow pytest

@@ -4,6 +4,7 @@ reason, and the failure paths (no torch to be had, no data, no time left) still 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 CLASSES = ("cat", "dog")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def image_folder(root: Path, per_class: dict[str, int]) -> Path:
@@ -31,8 +33,9 @@ def image_folder(root: Path, per_class: dict[str, int]) -> Path:
     return root
 
 
-def run_check(*args: str, timeout: float = 600) -> tuple[int, dict]:
-    proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def run_check(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> tuple[int, dict]:
+    proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env=env)
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -66,12 +69,13 @@ def test_missing_data_and_spent_budget_are_reported(tmp_path: Path) -> None:
 
 def test_no_torch_to_be_had_gives_a_json_error(tmp_path: Path) -> None:
     """A fresh venv that cannot get torch (an empty wheel folder, no index): one JSON error line."""
-    base = Path(sys.base_prefix) / "bin" / "python3"  # what a venv made by the script builds on
-    if not base.is_file() or subprocess.run([str(base), "-c", "import torch"], capture_output=True).returncode == 0:
-        pytest.skip("needs a base python3 without torch")
+    env = dict(os.environ, PATH=SYSTEM_PATH)  # python3 = the system's, not this test's venv
+    probe = subprocess.run(["python3", "-c", "import torch"], capture_output=True, env=env)
+    if shutil.which("python3", path=SYSTEM_PATH) is None or probe.returncode == 0:
+        pytest.skip("needs a system python3 without torch")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    rc, report = run_check("--venv", str(tmp_path / "venv"), "--wheels", str(wheels), timeout=300)
+    rc, report = run_check("--venv", str(tmp_path / "venv"), "--wheels", str(wheels), timeout=300, env=env)
     assert rc == 1 and report["ok"] is False and "no python with torch" in report["error"]
     assert "torch" in report["setup_log_tail"]
 
