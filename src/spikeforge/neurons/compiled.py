@@ -111,7 +111,8 @@ class CompiledLoops(Loops):
         what = f"{loop} loop, T = {key[1]}, {key[2]}, {key[3]}"
         if not self.report.compiles:
             print(f"spikeforge: backend 'compiled': first torch.compile of the neuron loops ({what}) took "
-                  f"{seconds:.1f} s; each new shape compiles once more (spikeforge.neurons.compile_report())",
+                  f"{seconds:.1f} s; another neuron, T or dtype compiles once more "
+                  "(spikeforge.neurons.compile_report())",
                   file=sys.stderr, flush=True)
         if len(self.report.compiles) < MAX_REPORTED_SIGNATURES:
             self.report.compiles.append((what, seconds))

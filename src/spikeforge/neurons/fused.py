@@ -2,7 +2,7 @@
 
 Autograd through :func:`~spikeforge.neurons.functional.neuron_sequence` records ~8 nodes and
 keeps ~6 tensors per time step. Here the forward pass runs the T steps in one go and keeps
-only the pre-reset membrane ``h_t`` (one tensor per step, in the input dtype); spikes,
+only the pre-reset membrane ``h_t`` (one tensor per step, in the state dtype); spikes,
 post-reset membranes and surrogate derivatives are recomputed from it in backward, with the
 same elementwise operations, so they match the forward pass bit for bit.
 
@@ -28,7 +28,10 @@ Two implementations of the loops compute the same thing:
   backend (:mod:`~spikeforge.neurons.compiled`) runs. Inside an outer ``torch.compile(model)``
   both backends trace the functional loops into the model's graph.
 
-Nothing switches between them behind the user's back: the backend name chooses.
+Nothing switches between them behind the user's back: the backend name chooses. Both run on
+the flat ``[T, N]`` view of the input (everything but time is elementwise), in channels-last
+order for channels-last steps, and read a time-invariant input (one step expanded over T) without
+copying it T times.
 
 Precision: for bf16/fp16 inputs the membrane ``h`` is computed and saved in float32 and the
 gradients are computed in float32 (autograd casts ``∂x`` back to the input dtype); spikes are
