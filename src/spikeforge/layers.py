@@ -24,6 +24,7 @@ again; autograd sums the T gradients before the single convolution backward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def fold(x: torch.Tensor) -> torch.Tensor:
 
 def unfold(y: torch.Tensor, time_steps: int) -> torch.Tensor:
     """``[T·B, ...] -> [T, B, ...]``."""
-    return y.unflatten(0, (time_steps, -1))
+    return y.reshape(time_steps, -1, *y.shape[1:])
 
 
 def _time_distributed(base: type[nn.Module]) -> type[nn.Module]:
@@ -101,14 +102,14 @@ class _BlockMean(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
         ctx.k = k
         ctx.shape = x.shape
         ctx.channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         return F.avg_pool2d(x, k)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         k = ctx.k
         n, c, h, w = ctx.shape
         h2, w2 = g.shape[-2:]
@@ -123,16 +124,18 @@ class _BlockMean(torch.autograd.Function):
         return out, None
 
 
+_block_mean: Callable[[torch.Tensor, int], torch.Tensor] = _BlockMean.apply  # typed entry point
+
+
 class AvgPool2d(nn.AvgPool2d):
     """Time-distributed ``nn.AvgPool2d``; non-overlapping unpadded pools use :class:`_BlockMean`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, stride = self.kernel_size, self.stride
-        blockwise = (isinstance(k, int) and stride in (k, (k, k), None) and self.padding in (0, (0, 0))
-                     and not self.ceil_mode and self.divisor_override is None and x.dim() == 5)
-        if not blockwise:
+        if not (isinstance(k, int) and stride in (k, (k, k), None) and self.padding in (0, (0, 0))
+                and not self.ceil_mode and self.divisor_override is None and x.dim() == 5):
             return unfold(super().forward(fold(x)), x.shape[0])
-        return unfold(_BlockMean.apply(fold(x), k), x.shape[0])
+        return unfold(_block_mean(fold(x), k), x.shape[0])
 
 
 MaxPool2d = _time_distributed(nn.MaxPool2d)
