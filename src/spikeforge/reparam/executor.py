@@ -35,7 +35,8 @@ class SynapticConv(nn.Module):
         super().__init__()
         w = node.tensors["weight"].to(F64)
         a = node.attrs
-        self.layer = cast(nn.Conv2d, L.Conv2d(w.shape[1], w.shape[0], (int(w.shape[2]), int(w.shape[3])), stride=tuple(a["stride"]),
+        kernel = (int(w.shape[2]), int(w.shape[3]))
+        self.layer = cast(nn.Conv2d, L.Conv2d(w.shape[1], w.shape[0], kernel, stride=tuple(a["stride"]),
                                               padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
                                               bias="bias" in node.tensors, dtype=F64, device=w.device))
         with torch.no_grad():
