@@ -24,7 +24,7 @@ from spikeforge.reparam import (
     save_graph,
     verify_models,
 )
-from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear
+from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear, pool_kernel
 from spikeforge.reparam.planes import from_planes, plane_count, to_planes
 
 F64 = torch.float64
@@ -65,7 +65,8 @@ def test_fold_avgpool_into_conv(size: tuple[int, int], stride: int, padding: int
     pool = torch.nn.AvgPool2d(2)
     x = torch.randn(2, 3, *size, dtype=F64)
     ref = conv(pool(x))
-    w, geom = fold_avgpool_into_conv(conv.weight.detach(), conv, pool, size)
+    w, geom = fold_avgpool_into_conv(conv.weight.detach(), pool_kernel(pool, size), [stride] * 2, [padding] * 2,
+                                     [1, 1], size)
     crop = x[..., : geom["crop"][0], : geom["crop"][1]]
     got = F.conv2d(crop, w, None, geom["stride"], geom["padding"], geom["dilation"])
     torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
@@ -80,7 +81,8 @@ def test_fold_pools_into_linear() -> None:
     for op in ops:
         ref = op(ref)
     ref = ref @ w.t()
-    got = x.flatten(2) @ fold_pools_into_linear(w, ops, shape).t()
+    kernels = [pool_kernel(ops[0], (6, 6)), pool_kernel(ops[1], (3, 3))]
+    got = x.flatten(2) @ fold_pools_into_linear(w, kernels, shape).t()
     torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
 
 
@@ -96,16 +98,16 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_binary_check_catches_a_non_binary_layer() -> None:
-    """Rewire one synaptic layer to read the integer levels instead of their planes: it is named."""
+    """Rewire one synaptic layer to read a site's real input instead of its threshold units: it is named."""
     model, shape = make_hybrid("sdsnn", "lif_hard", "all")
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=6)
     assert check_binary_inputs(graph, x) == []
-    victim = next(n for n in graph.synaptic() if graph.node(n.inputs[0]).op == "planes")
-    planes = graph.node(victim.inputs[0])
-    victim.inputs = [planes.inputs[0]]  # the quantize node: integer levels 0..L
-    p = planes.attrs["planes"]
-    victim.tensors["weight"] = victim.tensors["weight"].chunk(p, dim=1)[0]
+    victim = next(n for n in graph.synaptic() if graph.node(n.inputs[0]).op == "threshold")
+    units = len(victim.inputs)
+    victim.inputs = [graph.node(victim.inputs[0]).inputs[0]]  # the membrane the units read
+    victim.attrs["sources"] = victim.attrs["sources"][:1]
+    victim.tensors["weight"] = victim.tensors["weight"].chunk(units, dim=1)[0]
     assert check_binary_inputs(graph, x) == [victim.name]
 
 
