@@ -25,7 +25,9 @@ from spikeforge.reparam import (
     verify_models,
 )
 from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear, pool_kernel
+from spikeforge.reparam.graph import ConvertedGraph, Node
 from spikeforge.reparam.planes import from_planes, plane_count, to_planes
+from spikeforge.runtime import EventRuntime
 
 F64 = torch.float64
 TOL = 1e-12
@@ -146,3 +148,26 @@ def test_verifier_reports_a_changed_spike() -> None:
     res = verify_models(model, graph, [Batch(x, x)])
     assert res["site_mismatches"][victim.name] > 0 and res["spike_flips"] > 0
     assert res["max_abs_logit_diff"] > 1e-9 and not res["exact"]
+
+
+def test_format1_graphs_still_load_and_run(tmp_path: Path) -> None:
+    """A converted directory of format 1 (quantize + planes nodes) runs as before and is reported non-neuron."""
+    gen = torch.Generator().manual_seed(0)
+    w1, b1 = torch.randn(5, 4, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64)
+    w2 = torch.randn(3, 5, generator=gen, dtype=F64)
+    step, levels = 0.5, 3
+    nodes = [Node("input", "input", [], {"encoding": "analog", "shape": [4]}),
+             Node("fc1", "linear", ["input"], {}, {"weight": w1, "bias": b1}),
+             Node("sr", "quantize", ["fc1"], {"step": step, "levels": levels}),
+             Node("sr:planes", "planes", ["sr"], {"coding": "bitplane", "max_level": levels, "planes": 2}),
+             Node("fc2", "linear", ["sr:planes"], {}, {"weight": torch.cat([step * w2, 2 * step * w2], 1)}),
+             Node("output", "output", ["fc2"], {"scales": [1.0]})]
+    save_graph(ConvertedGraph(nodes, {"format": "spikeforge.converted/1"}), tmp_path)
+    assert '"spikeforge.converted/1"' in (tmp_path / "graph.json").read_text()
+    graph = load_graph(tmp_path)
+    x = torch.randn(2, 3, 4, generator=gen, dtype=F64)
+    ref = (step * torch.round((x @ w1.t() + b1) / step).clamp(0, levels)) @ w2.t()
+    torch.testing.assert_close(ConvertedModel(graph)(x), ref, rtol=0, atol=TOL)
+    y, _ = EventRuntime(graph).run(x)
+    torch.testing.assert_close(y, ref, rtol=0, atol=TOL)
+    assert graph.non_neuron() == ["sr", "sr:planes"]

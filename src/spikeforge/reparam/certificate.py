@@ -155,11 +155,14 @@ class Certificate:
         q_w = log2_quantum(w)
         if q_w is None or in_q is None:
             return True  # all-zero weights or inputs: every sum is the bias alone
-        bits = significant_bits(w) + in_bits + level_bits
-        q = q_w + in_q
+        w_bits = significant_bits(w)
+        products = min(w_bits, in_bits) == 1 or w_bits + in_bits <= MANTISSA_BITS  # odd p-bit × q-bit: ≤ p+q bits
         bias = node.tensors.get("bias")
-        bias_ok = bias is None or (log2_quantum(bias) or q) >= q
-        return bits <= MANTISSA_BITS and bias_ok and float(mag.max()) < 2.0 ** (MANTISSA_BITS + q)
+        q_b = None if bias is None else log2_quantum(bias)
+        q = q_w + in_q if q_b is None else min(q_w + in_q, q_b)
+        single = int((w != 0).flatten(1).sum(1).max()) <= 1 and (bias is None or not bool(bias.any()))
+        return (products and w_bits + level_bits <= MANTISSA_BITS  # the hybrid's W·(s·q) too
+                and (single or float(mag.max()) < 2.0 ** (MANTISSA_BITS + q)))
 
     def _neuron(self, node: Node, xs: list[torch.Tensor], y: torch.Tensor) -> Bound:
         a, b, c = node.attrs["decay"], node.attrs["input_gain"], node.attrs["bias"]
