@@ -237,6 +237,8 @@ class Converter(ModelWalker[Val]):
             raise UnsupportedModelError(f"{path}: {e}") from None
         node.attrs["source"] = path
         node.attrs["analog_input"] = val.kind == "input"
+        if flat:
+            node.attrs["flatten"] = next(p.name for p in val.pending if is_flatten(p.module))
         name = self.emit(node)
         return Val("analog", _probe([*(p.module for p in val.pending), m], val.shape), node=name)
 

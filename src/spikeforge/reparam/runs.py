@@ -27,7 +27,7 @@ ENCODING_TOLERANCE = 1e-5  # float32 normalisation vs the float64 one
 DEFAULT_BATCH = 50  # test samples per batch: peak memory depends on this, not on --limit
 
 
-def _input_spec(recipe: Any, encoding: str, data_root: str | Path | None) -> InputSpec:
+def input_spec(recipe: Any, encoding: str, data_root: str | Path | None) -> InputSpec:
     shape = (recipe.model.in_channels, recipe.model.input_size, recipe.model.input_size)
     if encoding != "bitplane":
         return InputSpec(shape, recipe.data.time_steps, encoding)
@@ -51,7 +51,7 @@ def convert_run(run_dir: str | Path, out_dir: str | Path, coding: str = "bitplan
     from ..train.rundir import load_run
 
     run = load_run(run_dir, "cpu")
-    spec = _input_spec(run.recipe, input_encoding, data_root)
+    spec = input_spec(run.recipe, input_encoding, data_root)
     graph = convert_model(run.model, spec, coding)
     hybrid_meta = run.meta.get("extensions", {}).get("hybrid", {})
     graph.meta["source"] = {"run_dir": str(Path(run_dir).resolve()), "recipe": run.recipe.name,
