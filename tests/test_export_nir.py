@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import nir
@@ -23,7 +24,7 @@ from spikeforge.export import ExportOptions, export_run, graph_to_nir, model_to_
 from spikeforge.models import build_model, neuron_sites
 from spikeforge.neurons import IFNode, NeuronConfig, NeuronParams, lif_beta_params, lif_params
 from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
-from spikeforge.reparam.graph import ConvertedGraph, Node
+from spikeforge.reparam.graph import ConvertedGraph, Node, load_graph
 from spikeforge.train.checkpoint import load_tensors
 from spikeforge.train.engine import train
 from spikeforge.train.rundir import load_run
@@ -346,3 +347,37 @@ def test_cli_export_json(developed_run: Path, tmp_path: Path, capsys: pytest.Cap
     assert "readout 'sn_out'" in capsys.readouterr().out
     assert cli_main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("nirh") / "run"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="develop: a 2-epoch run never prunes")  # pruning is not the point
+        train(tiny_recipe(2, hybrid=True), run_dir, quiet=True, splits=synthetic_splits())
+    return run_dir
+
+
+def test_cli_exports_a_hybrid_run_and_a_converted_directory(hybrid_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A developed hybrid run (sn1 a SpikingReLU) exports directly and from `spikeforge convert`'s output."""
+    conv = tmp_path / "conv"
+    assert cli_main(["convert", str(hybrid_run), "--out", str(conv), "--coding", "unary"]) == 0
+    assert "exportable to NIR" in capsys.readouterr().out
+    direct, converted = tmp_path / "direct.nir", tmp_path / "converted.nir"
+    assert cli_main(["export", str(hybrid_run), "--out", str(direct), "--json", "--threshold-node", "threshold",
+                     "--scale-node", "scale"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["coding"] == "bitplane" and rep["neuron_only"] and rep["node_types"]["Threshold"] == 4  # L = 15
+    assert cli_main(["export", str(conv), "--out", str(converted), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["coding"] == "unary" and rep["neuron_sites"]["sn1.u14"] > 0 and "Threshold" not in rep["node_types"]
+    graph = load_graph(conv)
+    x = (torch.rand(T, B, 1, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.5).double()
+    ref, spikes = converted_spikes(graph, x)
+    sim = NirSimulator(nir.read(converted))
+    rec = sim.run(x.numpy())
+    assert sim.margin > MARGIN and all(np.array_equal(rec[k], v.numpy()) for k, v in spikes.items())
+    assert np.allclose(rec["output"], ref.numpy(), rtol=0, atol=OUT_TOL)
+    assert cli_main(["export", str(conv), "--out", str(converted), "--dt", "0"]) == 1
+    assert "dt must be" in capsys.readouterr().err

@@ -60,7 +60,7 @@ class Planner(ModelWalker[Axis]):
     def synapse(self, m: nn.Module, val: Axis, path: str) -> Axis:
         if isinstance(m, nn.Conv2d) and m.groups != 1:
             raise NotImplementedError(f"compaction does not support grouped convolutions ({path})")
-        fan_in = m.in_channels if isinstance(m, nn.Conv2d) else m.in_features
+        fan_in, fan_out = layer_sizes(m)
         if val.idx is None:
             in_idx = torch.arange(fan_in)
         elif val.flattened and fan_in != val.channels:
@@ -70,7 +70,6 @@ class Planner(ModelWalker[Axis]):
             in_idx = (val.idx[:, None] * block + torch.arange(block)).flatten()
         else:
             in_idx = val.idx
-        fan_out = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
         out_idx = self.keep.get(path, torch.arange(fan_out))
         self.steps.append(Step(path, m, "synapse", in_idx, out_idx))
         return Axis(out_idx, fan_out, False)
@@ -88,6 +87,15 @@ class Planner(ModelWalker[Axis]):
     def flatten(self, m: nn.Module, val: Axis, path: str) -> Axis:
         self.steps.append(Step(path, m, "other"))
         return Axis(val.idx, val.channels, True)
+
+
+def layer_sizes(m: nn.Module) -> tuple[int, int]:
+    """``(inputs, outputs)`` of a conv (channels) or linear (features) layer."""
+    if isinstance(m, nn.Conv2d):
+        return m.in_channels, m.out_channels
+    if isinstance(m, nn.Linear):
+        return m.in_features, m.out_features
+    raise TypeError(f"not a synaptic layer: {type(m).__name__}")
 
 
 def _plan(model: nn.Module, keep: dict[str, torch.Tensor]) -> list[Step]:
@@ -109,8 +117,7 @@ def index_plan(model: nn.Module, keep: dict[str, torch.Tensor]) -> list[Step]:
     synapses = [s for s in steps if s.kind == "synapse"]
     last = synapses[-1]
     assert last.out_idx is not None
-    fan_out = last.module.weight.shape[0]  # type: ignore[union-attr]
-    if len(last.out_idx) != fan_out:
+    if len(last.out_idx) != layer_sizes(last.module)[1]:
         raise ValueError(f"{last.name} is the output layer; its units cannot be removed")
     return steps
 
@@ -144,9 +151,9 @@ def resize(model: nn.Module, widths: dict[str, int]) -> list[Step]:
         m = s.module
         n_in, n_out = len(s.in_idx), len(s.out_idx)
         if s.kind == "norm":
-            if n_out != m.num_features:  # type: ignore[union-attr]
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and n_out != m.num_features:
                 replace_module(model, s.name, smaller_like(m, n_in, n_out))
             continue
-        if m.weight.shape[:2] != (n_out, n_in):  # type: ignore[union-attr]
+        if layer_sizes(m) != (n_in, n_out):
             replace_module(model, s.name, smaller_like(m, n_in, n_out))
     return steps

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .floats import MANTISSA_BITS, U32, gamma, is_power_of_two, log2_quantum, significant_bits, two_sum_error
 from .graph import SYNAPTIC_OPS, ConvertedGraph, Node
-from .ops import concat_inputs, crop_input
+from .ops import concat_inputs, crop_input, split_steps
 from .synapse import folded, pools_of
 from .units import code
 
@@ -132,7 +132,7 @@ class Certificate:
         if node.op == "conv":
             x = crop_input(x, f.crop)
             mag = F.conv2d(x.abs().flatten(0, 1), w_abs, None, f.stride, f.padding, f.dilation)
-            mag = mag.unflatten(0, x.shape[:2])
+            mag = split_steps(mag, x.shape[:2])
         else:
             mag = F.linear(x.abs(), w_abs)
         bias_abs = node.tensors.get("bias_abs")
@@ -226,7 +226,7 @@ class Certificate:
                 "bound32": bx.d32 + gamma(n, U32) * rounding, "left": torch.tensor(len(units))}
 
     def _add(self, node: Node, xs: list[torch.Tensor], y: torch.Tensor) -> Bound:
-        scales = node.attrs.get("scales", node.attrs.get("weights"))
+        scales: list[float] = list(node.attrs["scales"])
         bs = self._in(node)
         d = sum((abs(sc) * b.d for sc, b in zip(scales, bs, strict=True)), torch.zeros_like(y))
         d32 = sum((abs(sc) * b.d32 for sc, b in zip(scales, bs, strict=True)), torch.zeros_like(y))
@@ -249,7 +249,7 @@ class Certificate:
         def pool(t: torch.Tensor) -> torch.Tensor:
             p = F.max_pool2d(t.flatten(0, 1), a["kernel_size"], a["stride"], a["padding"], a["dilation"],
                              a["ceil_mode"])
-            return p.unflatten(0, t.shape[:2])
+            return split_steps(p, t.shape[:2])
         return Bound(pool(b.d), pool(b.d32), y.abs())
 
     def result(self, flips: int) -> dict[str, Any]:

@@ -31,12 +31,12 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ..develop.masking import is_masked
+from ..develop.masking import MaskedConv2d, MaskedLinear
 from ..hybrid.spiking_relu import SpikingReLU
 from ..neurons import SpikingNeuron
 from .fold import F64, bn_affine, bn_mean_abs, is_flatten, pool_kernel
@@ -80,6 +80,13 @@ def _probe(mods: list[nn.Module], shape: tuple[int, ...]) -> tuple[int, ...]:
     for m in mods:
         x = m(x)
     return tuple(x.shape[2:])
+
+
+def synapse_parameters(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A conv/linear layer's weight and bias as its forward pass uses them (pruning masks applied)."""
+    if isinstance(m, MaskedConv2d | MaskedLinear):
+        return m.effective_weight(), m.effective_bias()
+    return cast(torch.Tensor, m.weight), cast(torch.Tensor | None, m.bias)
 
 
 def _listify(v: Any) -> Any:
@@ -223,8 +230,8 @@ class Converter(ModelWalker[Val]):
             pools.append(Pool(p.name, kernel))
             size = (size[0], size[1] // kernel[0], size[2] // kernel[1])
         sources, offset = self.sources(val)
-        weight = (m.effective_weight() if is_masked(m) else m.weight).detach().to(F64)
-        raw_bias = m.effective_bias() if is_masked(m) else m.bias
+        weight, raw_bias = synapse_parameters(m)
+        weight = weight.detach().to(F64)
         bias = None if raw_bias is None else raw_bias.detach().to(F64)
         try:
             if isinstance(m, nn.Conv2d):

@@ -9,7 +9,7 @@ they do any model: their input is the tensor the synaptic layer really reads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,6 +28,13 @@ def module_key(node_name: str) -> str:
     return node_name.replace(".", "_")
 
 
+@torch.no_grad()
+def load_parameters(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    cast(torch.Tensor, layer.weight).copy_(weight)
+    if bias is not None:
+        cast(torch.Tensor, layer.bias).copy_(bias)
+
+
 class SynapticConv(nn.Module):
     """``conv2d(crop(cat(inputs)), W) + bias [+ bias_map]`` with the pools folded into ``W``."""
 
@@ -38,16 +45,14 @@ class SynapticConv(nn.Module):
         self.layer = L.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(f.stride),
                               padding=tuple(f.padding), dilation=tuple(f.dilation),
                               bias=f.bias is not None, dtype=F64, device=w.device)
-        with torch.no_grad():
-            self.layer.weight.copy_(w)
-            if f.bias is not None:
-                self.layer.bias.copy_(f.bias)
+        load_parameters(self.layer, w, f.bias)
         self.crop: list[int] | None = f.crop
         self.register_buffer("bias_map", f.bias_map)
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        y = self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop))
-        return y if self.bias_map is None else y + self.bias_map
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        y = cast(torch.Tensor, self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop)))
+        bias_map = cast(torch.Tensor | None, self.bias_map)
+        return y if bias_map is None else y + bias_map
 
 
 class SynapticLinear(nn.Module):
@@ -58,13 +63,10 @@ class SynapticLinear(nn.Module):
         f = folded(node)
         w = f.weight.to(F64)
         self.layer = L.Linear(w.shape[1], w.shape[0], bias=f.bias is not None, dtype=F64, device=w.device)
-        with torch.no_grad():
-            self.layer.weight.copy_(w)
-            if f.bias is not None:
-                self.layer.bias.copy_(f.bias)
+        load_parameters(self.layer, w, f.bias)
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        return self.layer(concat_inputs(xs, flatten=True))
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return cast(torch.Tensor, self.layer(concat_inputs(xs, flatten=True)))
 
 
 class ConvertedModel(nn.Module):
@@ -106,7 +108,7 @@ class ConvertedModel(nn.Module):
             return input_op(x, n.attrs, F64)
         xs = [values[i] for i in n.inputs]
         if n.op in ("conv", "linear"):
-            return self.synapse(n)(xs)
+            return cast(torch.Tensor, self.synapse(n)(xs))
         return run_elementwise(n.op, xs, n.attrs)
 
 

@@ -28,6 +28,11 @@ from .graph import PIXEL_BITS
 from .planes import to_planes
 
 
+def split_steps(y: torch.Tensor, lead: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """``[T·B, ...] → [T, B, ...]`` (the inverse of ``flatten(0, 1)``)."""
+    return y.reshape(*lead, *y.shape[1:])
+
+
 def neuron_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
     a, b, c = attrs["decay"], attrs["input_gain"], attrs["bias"]
     theta, v_reset = attrs["threshold"], attrs["v_reset"]
@@ -45,13 +50,14 @@ def neuron_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
 
 def threshold_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
     u = add_op(xs, {"scales": attrs["weights"]})
-    return (u > attrs["threshold"]).to(xs[0].dtype)
+    threshold = float(attrs["threshold"])
+    return (u > threshold).to(xs[0].dtype)
 
 
 def sumpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
     y = F.avg_pool2d(x.flatten(0, 1), attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["ceil_mode"],
                      count_include_pad=True, divisor_override=1)
-    return y.unflatten(0, x.shape[:2])
+    return split_steps(y, x.shape[:2])
 
 
 def quantize_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
@@ -75,7 +81,7 @@ def add_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
 def maxpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
     y = F.max_pool2d(x.flatten(0, 1), attrs["kernel_size"], attrs["stride"], attrs["padding"],
                      attrs["dilation"], attrs["ceil_mode"])
-    return y.unflatten(0, x.shape[:2])
+    return split_steps(y, x.shape[:2])
 
 
 def input_op(x: torch.Tensor, attrs: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:

@@ -108,7 +108,9 @@ def linear_node(name: str, weight: torch.Tensor, bias: torch.Tensor | None, pool
     per_feature = w.shape[1] // channels
 
     def widen(f: Factors) -> Factors:
-        return [c.to(w).repeat_interleave(per_feature) if isinstance(c, torch.Tensor) else c for c in f]
+        if all(isinstance(c, float) for c in f):
+            return f
+        return [torch.as_tensor(c).to(w).repeat_interleave(per_feature) for c in f]
 
     attrs: dict[str, Any] = {"pool": [p.to_attr() for p in pools], "sources": [channels] * len(sources),
                              "in_shape": list(shape), "exact_fold": exact_factors(w, [f for _, f in sources])}

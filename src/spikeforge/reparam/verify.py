@@ -29,7 +29,7 @@ made once and fed to both). Checks and measurements, over every batch:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ class BinaryInputMonitor:
             self._handles.append(layer.register_forward_hook(self._hook(node_name)))
         return self
 
-    def _hook(self, name: str):  # noqa: ANN202
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             x = inputs[0]
             ok = bool(((x == 0) | (x == 1)).all())
@@ -136,7 +136,7 @@ def _site_outputs(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]
     """Hooks storing each site's output compactly: spikes as bool, SpikingReLU levels ``y/s`` as int."""
     out: dict[str, torch.Tensor] = {}
 
-    def hook(name: str, m: nn.Module):  # noqa: ANN202
+    def hook(name: str, m: nn.Module) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def store(_m: nn.Module, _i: object, y: torch.Tensor) -> None:
             if isinstance(m, SpikingReLU):
                 step = m.step.detach().abs().clamp(min=torch.finfo(m.step.dtype).tiny).to(y.dtype)

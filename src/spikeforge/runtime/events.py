@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reparam.graph import SPIKING_OPS, ConvertedGraph, Node
-from ..reparam.ops import concat_inputs, crop_input, input_op, run_elementwise, unit_accumulations
+from ..reparam.ops import concat_inputs, crop_input, input_op, run_elementwise, split_steps, unit_accumulations
 from ..reparam.synapse import FoldedSynapse, folded
 
 F64 = torch.float64
@@ -212,7 +212,7 @@ class EventRuntime:
                 y = y if bias_map is None else y + bias_map
             count.macs += y.numel() * w[0].numel()
             count.dense_macs += y.numel() * w[0].numel()
-            return y.unflatten(0, (t, b))
+            return split_steps(y, (t, b))
         rows = self._weight_rows(node, w)
         if node.op == "linear":
             y, acc = event_linear(flat, w, bias, rows, self.method)
@@ -220,7 +220,7 @@ class EventRuntime:
             y, acc = event_conv(flat, w, bias, bias_map, f.stride, f.padding, f.dilation, rows, self.method)
         count.accumulations += acc
         count.dense_macs += y.numel() * w[0].numel()
-        return y.unflatten(0, (t, b))
+        return split_steps(y, (t, b))
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:
