@@ -94,3 +94,24 @@ def test_unbaked_pruning_masks_are_baked_by_the_converter() -> None:
     res = verify_models(model, graph, [Batch(x, x)])
     assert res["exact"] and res["spike_flips"] == 0, res["max_abs_logit_diff"]
     assert float(model.fc1(torch.ones(1, 1, model.fc1.in_features, dtype=F64)).abs().max()) > 0
+
+
+def test_verification_holds_one_batch_at_a_time() -> None:
+    """verify_models consumes batches lazily and keeps none but the current one: memory does not grow with them."""
+    import gc
+    import weakref
+
+    model = boundary_model()
+    graph = convert_model(model, InputSpec((1, 1, FEATURES), T))
+    previous: list[weakref.ref[torch.Tensor]] = []
+
+    def batches():  # noqa: ANN202
+        for seed in range(4):
+            gc.collect()
+            assert all(r() is None for r in previous[:-1]), "an earlier batch is still referenced"
+            x = torch.randint(0, 2, (T, 8, 1, 1, FEATURES), generator=torch.Generator().manual_seed(seed)).to(F64)
+            previous.append(weakref.ref(x))
+            yield Batch(x, x.clone())
+
+    res = verify_models(model, graph, batches())
+    assert res["samples"] == 32 and len(previous) == 4
