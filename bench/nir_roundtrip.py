@@ -101,6 +101,8 @@ def roundtrip(run: Path, out: Path, coding: str, a: argparse.Namespace) -> dict[
     return {"coding": coding, "accuracy": res.get("accuracy"), "verify_max_dlogit": res["max_abs_logit_diff"],
             "verify_exact": res["exact"], "certificate": cert.get("guarantee"), "margin": cert.get("margin"),
             "max_bound": cert.get("max_bound"), "float32_certified": cert.get("float32_certified"),
+            "float32_uncertified_decisions": cert.get("float32_uncertified_decisions"),
+            "decisions": cert.get("decisions"),
             "neuron_only": res["neuron_only"], "binary_inputs": res["binary_inputs"],
             "events_per_sample": res["spikes"], "sops_per_sample": res["sops"], "unit_sops_per_sample":
             res["unit_sops"], "macs_per_sample": res["macs"], "energy_uj": res["energy_pj"] / 1e6,
@@ -120,8 +122,10 @@ def main() -> None:
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [roundtrip(Path(a.run), out, c, a) for c in a.codings]
-    (out / "roundtrip.json").write_text(json.dumps(rows, indent=2) + "\n")
+    rows: list[dict[str, Any]] = []
+    for coding in a.codings:  # written after each coding, so a long run keeps what it finished
+        rows.append(roundtrip(Path(a.run), out, coding, a))
+        (out / "roundtrip.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(f"{a.run}; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print("| coding | NIR nodes | sim vs hybrid max |Δlogit| | spikes differing | argmax agree | "
