@@ -6,7 +6,9 @@ tools that rewrite a model — the converter (:mod:`.convert`, which NIR export 
 compaction planner (:mod:`spikeforge.develop.chain`) — carrying a value of the tool's own type
 through the children, in order. Leaves are dispatched by module type through one table
 (:data:`LEAF_KINDS`, nearest class in the MRO wins) to the walker's method of that name; residual
-blocks are unrolled here, once, for the three styles:
+blocks are unrolled here, once, for the three styles (and a general imported graph, a module with a
+``walk_with(walker, value, path)`` method like :class:`spikeforge.nir.GraphNet`, visits its own nodes in
+topological order, summing merges with :meth:`ModelWalker.add`):
 
     standard:  y = sn2(bn2(conv2(sn1(bn1(conv1(x))))) + short(x))
     sew:       y = sn2(bn2(conv2(sn1(bn1(conv1(x)))))) + short(x)
@@ -60,6 +62,15 @@ class ModelWalker(Generic[V]):
     """Visits a model in forward order; subclasses implement the leaf methods they support."""
 
     def walk(self, m: nn.Module, val: V, path: str = "") -> V:
+        walk_with = getattr(m, "walk_with", None)
+        if callable(walk_with):  # a general graph (spikeforge.nir.GraphNet): its nodes in topological order
+            try:
+                result: V = walk_with(self, val, path)
+            except UnsupportedModelError:
+                raise
+            except ValueError as e:  # e.g. a recurrent edge: no forward order to walk
+                raise UnsupportedModelError(str(e)) from e
+            return result
         if isinstance(m, BasicBlock):
             return self.block(m, val, path)
         if type(m) in CONTAINERS:
@@ -72,8 +83,8 @@ class ModelWalker(Generic[V]):
                                         f"(supported: {', '.join(sorted(c.__name__ for c in LEAF_KINDS))}, "
                                         "BasicBlock)")
         handler = getattr(self, kind)
-        result: V = handler(m, val, path)
-        return result
+        out: V = handler(m, val, path)
+        return out
 
     def block(self, blk: BasicBlock, x: V, path: str) -> V:
         def sub(name: str, v: V) -> V:
