@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
+from spikeforge.threads import auto_threads, free_cores
+
+__all__ = ["auto_threads", "free_cores"]  # re-exported for the bench scripts
 NOT_INSTALLED = "not installed"
 MIB = 2**20
+# one CPU-bound job beside the benchmark: a single-threaded float32 matrix product loop
+BUSY_JOB = "import torch; torch.set_num_threads(1); a = torch.randn(384, 384)\nwhile True: a = (a @ a).tanh_()"
 
 
 def peer(module: str) -> ModuleType | None:
@@ -27,18 +37,76 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+@dataclass
+class Interleaved:
+    """Per-column seconds of every round, timed in one process in rotating order."""
+
+    times: dict[str, list[float]]
+
+    def median(self, col: str) -> float:
+        return statistics.median(self.times[col])
+
+    def ratio(self, col: str, base: str) -> tuple[float, float, float]:
+        """Speed of ``col`` relative to ``base`` (``base`` time / ``col`` time) per round:
+        (median, min, max). Pairing each round's two times cancels most of a shared
+        machine's drift."""
+        r = [b / c for b, c in zip(self.times[base], self.times[col], strict=True)]
+        return statistics.median(r), min(r), max(r)
+
+
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    # CPU seconds of this process (all its threads): what the step cost, not how long the
+    # scheduler kept it waiting — the steadier A/B measure on a shared machine with 1 thread
+    "cpu": time.process_time,
+}
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int,
+                     before: Callable[[str], None] | None = None, clock: str = "wall") -> Interleaved:
+    """Time every function ``repeats`` times, one call of each per round, the order rotating
+    from round to round (so no column always runs first or right after another); ``before(col)``
+    runs untimed before each call (e.g. to set the thread count). ``clock``: see :data:`CLOCKS`."""
+    now = CLOCKS[clock]
+    cols = list(fns)
+    for col in cols:
+        if before:
+            before(col)
+        for _ in range(warmup):
+            fns[col]()
+    times: dict[str, list[float]] = {c: [] for c in cols}
+    for r in range(repeats):
+        k = r % len(cols)
+        for col in cols[k:] + cols[:k]:
+            if before:
+                before(col)
+            sync(device)
+            start = now()
+            fns[col]()
+            sync(device)
+            times[col].append(now() - start)
+    return Interleaved(times)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+@contextlib.contextmanager
+def busy_beside(jobs: int) -> Iterator[None]:
+    """Run ``jobs`` CPU-bound processes (:data:`BUSY_JOB`) beside the benchmark, stopped after."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_JOB], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(jobs)]
+    try:
+        if procs:
+            time.sleep(1.0)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> float:

@@ -89,6 +89,9 @@ Runner = Callable[[torch.Tensor], torch.Tensor]  # [T, B, C, H, W] -> [T, B, cla
 
 def spikingjelly_model(model: str, width: float, in_channels: int,
                        input_size: int) -> tuple[nn.Module, Runner] | None:
+    """SpikingJelly's version (None when it is not installed). Its neuron implementation on CUDA
+    is chosen at import by ``SJ_LIF_CUDA_IMPLEMENTATION`` = auto (native CUDA, then Triton, then
+    torch) | cuda | triton | torch; on CPU it runs its torch/CPU path."""
     layer = peer("spikingjelly.activation_based.layer")
     neuron = peer("spikingjelly.activation_based.neuron")
     surrogate = peer("spikingjelly.activation_based.surrogate")

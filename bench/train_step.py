@@ -1,50 +1,72 @@
-"""One full training step (forward, backward, SGD) per library, plus the data path.
+"""One full training step (forward, backward, SGD) per library and per spikeforge setting.
 
-    python bench/train_step.py                         # both models, all columns
-    python bench/train_step.py --repeats 3 --warmup 1  # a short pass
+    python bench/train_step.py                              # both models, the main table
+    python bench/train_step.py --preset levers              # each speed lever, one at a time
+    python bench/train_step.py --preset bf16                # bf16 autocast vs fp32
+    python bench/train_step.py --beside 1 --preset threads  # another CPU-bound job beside it
+    python bench/train_step.py --columns sj sf-compiled --repeats 5 --warmup 1   # a short pass
+    python bench/train_step.py --models resnet19 --columns sj sf-compiled --profile sf-compiled  # the ceiling
 
 Models (T = 4, LIF τ = 2, hard reset to 0, sigmoid surrogate α = 4, direct encoding):
   sdsnn_convnet on MNIST-size input (B = 64, 1×28×28);
   resnet19 at width 0.25 on CIFAR-size input (B = 32, 3×32×32).
 spikeforge builds them with ``build_model``; SpikingJelly with its multi-step
 ``layer.Conv2d/BatchNorm2d/...`` and ``neuron.LIFNode``; snnTorch with ``torch.nn`` layers and
-``Leaky(init_hidden=True)`` neurons stepped over T in a Python loop (so its batch norm sees
-one step at a time). Reports samples/s with the ratio to SpikingJelly and the memory held for
-backward (CPU: saved-tensor bytes; CUDA: peak allocated during the step).
+``Leaky(init_hidden=True)`` neurons stepped over T in a Python loop.
 
-Data path: spikeforge's own pipeline — ``iterate_batches`` (shuffled gather from an in-memory
-uint8 ``ArrayDataset``), ``BatchAugment`` (CIFAR: random crop with 4-pixel padding +
-horizontal flip; MNIST: none), ``normalize`` and ``encode(..., "direct", T)`` — per batch,
-timed against the spikeforge (fused) train step; the target is < 10 % of the step.
+Measuring on a shared machine: every column is built and warmed up first, then the columns run
+one step each per round, in an order that rotates every round, for ``--repeats`` rounds. The
+table gives each column's median step time and its speed relative to SpikingJelly as the median
+(and range) of the per-round ratios, so load that drifts during the run hits both sides of a
+ratio alike. The load average before and after is printed; ``--beside N`` runs N CPU-bound
+single-threaded jobs next to the benchmark (the "loaded" mode). Absolute numbers still need a
+quiet machine; ratios and A/B comparisons are what a busy one can give.
+
+On CUDA, SpikingJelly's neuron implementation is chosen at import by its environment variable
+``SJ_LIF_CUDA_IMPLEMENTATION`` (auto = native CUDA kernel, then Triton, then torch); run the
+script once per value to compare them (``bench/gpu_check.sh`` does).
+
+Columns (``--columns``; see ``VARIANTS``): the peers, and spikeforge with one setting changed
+at a time — neuron backend (``reference``/``fused``/``compiled``), activation memory format,
+direct input as an expanded view (one step convolved once) or copied over T, whole-step
+``torch.compile``, bf16 autocast, threads. Memory: bytes autograd holds for backward (CPU) or
+the peak allocated (CUDA), from one extra forward after the timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import json
+import platform
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import peer_models
 import torch
 import torch.nn.functional as F
-from common import NOT_INSTALLED, describe_device, fmt_ratio, markdown_table, peak_memory, time_call
+from common import (
+    NOT_INSTALLED,
+    auto_threads,
+    busy_beside,
+    describe_device,
+    load_average,
+    markdown_table,
+    peak_memory,
+    time_interleaved,
+)
 from torch import nn
 
-from spikeforge.data.augment import BatchAugment, normalize
-from spikeforge.data.base import ArrayDataset
-from spikeforge.data.encode import encode
-from spikeforge.data.loader import iterate_batches
 from spikeforge.models import ModelConfig, build_model
-from spikeforge.neurons import NeuronConfig
-from spikeforge.neurons import fused as fused_mod
+from spikeforge.neurons import NeuronConfig, compile_report
 
 TIME_STEPS = 4
 LEARNING_RATE = 0.05
 MOMENTUM = 0.9
-CROP_PAD = 4
-DATASET_SIZE = 2048
 CLASSES = 10
-MNIST_STATS = ((0.1307,), (0.3081,))
-CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 MODELS = {  # name: (width, in_channels, input size, batch)
     "sdsnn_convnet": (1.0, 1, 28, 64),
     "resnet19": (0.25, 3, 32, 32),
@@ -52,136 +74,246 @@ MODELS = {  # name: (width, in_channels, input size, batch)
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def spikeforge_model(name: str, backend: str) -> tuple[nn.Module, Runner]:
+@dataclass(frozen=True)
+class Variant:
+    """One column: a library and, for spikeforge, its settings."""
+
+    label: str
+    library: str = "spikeforge"  # "spikeforge" | "spikingjelly" | "snntorch"
+    backend: str = "compiled"  # spikeforge neuron backend
+    memory_format: str = "channels_last"
+    expanded_input: bool = True  # direct input as x.expand(T, ...) (no copies over T)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    whole_compile: bool = False  # torch.compile the model
+    threads: int = 0  # intra-op threads for this column (0: the process setting; -1: auto from free cores)
+
+
+SF = Variant("spikeforge compiled")  # the defaults of a training run with backend "compiled"
+BEFORE = replace(SF, label="spikeforge before (compiled loops, contiguous, input copied over T)",
+                 memory_format="contiguous", expanded_input=False)
+VARIANTS: dict[str, Variant] = {
+    "sj": Variant("SpikingJelly", "spikingjelly", expanded_input=False),
+    "sj-bf16": Variant("SpikingJelly bf16", "spikingjelly", expanded_input=False, precision="bf16"),
+    "snntorch": Variant("snnTorch", "snntorch", expanded_input=False),
+    "sf-reference": replace(SF, label="spikeforge reference", backend="reference"),
+    "sf-fused": replace(SF, label="spikeforge fused (eager)", backend="fused"),
+    "sf-compiled": SF,
+    "sf-triton": replace(SF, label="spikeforge triton", backend="triton"),
+    "sf-before": BEFORE,
+    "sf+channels-last": replace(BEFORE, label="+ channels-last", memory_format="channels_last"),
+    "sf+expanded-input": replace(BEFORE, label="+ input expanded over T", expanded_input=True),
+    "sf-whole-compile": replace(SF, label="spikeforge + whole-step torch.compile", whole_compile=True),
+    "sf-bf16": replace(SF, label="spikeforge bf16", precision="bf16"),
+    "sf-fused-bf16": replace(SF, label="spikeforge fused (eager) bf16", backend="fused", precision="bf16"),
+    "sf-1-thread": replace(SF, label="spikeforge, 1 thread", threads=1),
+    "sf-auto-threads": replace(SF, label="spikeforge, threads from free cores", threads=-1),
+    "sj-1-thread": Variant("SpikingJelly, 1 thread", "spikingjelly", expanded_input=False, threads=1),
+}
+PRESETS: dict[str, list[str]] = {
+    "table": ["sj", "snntorch", "sf-reference", "sf-fused", "sf-compiled"],
+    "levers": ["sj", "sf-before", "sf+channels-last", "sf+expanded-input", "sf-compiled", "sf-whole-compile"],
+    "bf16": ["sj", "sj-bf16", "sf-compiled", "sf-bf16", "sf-fused-bf16"],
+    "threads": ["sj", "sj-1-thread", "sf-compiled", "sf-1-thread", "sf-auto-threads"],
+    "gpu": ["sj", "sj-bf16", "sf-fused", "sf-compiled", "sf-triton", "sf-bf16"],
+}
+BASELINE = "sj"
+PROFILE_STEPS = 3
+PROFILE_TOP = 12
+
+
+def neuron_config(backend: str) -> NeuronConfig:
+    return NeuronConfig(kind="lif", tau=peer_models.LIF_TAU, reset="hard", v_reset=0.0, surrogate="sigmoid",
+                        surrogate_params={"alpha": peer_models.SURROGATE_ALPHA}, backend=backend)
+
+
+def build(name: str, v: Variant, device: torch.device) -> tuple[nn.Module, Runner] | None:
+    """The model and its ``[T, B, ...] -> [T, B, classes]`` runner, or None if not available."""
     width, cin, size, _ = MODELS[name]
-    neuron = NeuronConfig(kind="lif", tau=peer_models.LIF_TAU, reset="hard", v_reset=0.0, surrogate="sigmoid",
-                          surrogate_params={"alpha": peer_models.SURROGATE_ALPHA}, backend=backend)
-    net = build_model(ModelConfig(name=name, num_classes=CLASSES, in_channels=cin, input_size=size,
-                                  width=width, neuron=neuron))
-    return net, net
+    if v.library == "spikingjelly":
+        built = peer_models.spikingjelly_model(name, width, cin, size)
+    elif v.library == "snntorch":
+        built = peer_models.snntorch_model(name, width, cin, size)
+    else:
+        if v.backend == "triton" and device.type != "cuda":
+            return None
+        net = build_model(ModelConfig(name=name, num_classes=CLASSES, in_channels=cin, input_size=size,
+                                      width=width, neuron=neuron_config(v.backend),
+                                      memory_format=v.memory_format))
+        built = (net, torch.compile(net, dynamic=False) if v.whole_compile else net)
+    if built is None:
+        return None
+    built[0].to(device).train()
+    return built
 
 
-def columns(name: str, compile_fused: bool) -> dict[str, Callable[[], tuple[nn.Module, Runner] | None]]:
-    width, cin, size, _ = MODELS[name]
-    cols: dict[str, Callable[[], tuple[nn.Module, Runner] | None]] = {
-        "spikeforge reference": lambda: spikeforge_model(name, "reference"),
-        "spikeforge fused (eager)": lambda: spikeforge_model(name, "fused"),
-    }
-    if compile_fused:
-        cols["spikeforge fused (compiled)"] = lambda: spikeforge_model(name, "fused")
-    cols["SpikingJelly"] = lambda: peer_models.spikingjelly_model(name, width, cin, size)
-    cols["snnTorch"] = lambda: peer_models.snntorch_model(name, width, cin, size)
-    return cols
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
-def train_step_fn(net: nn.Module, run: Runner, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def train_step_fn(net: nn.Module, run: Runner, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                  precision: str) -> Callable[[], None]:
     opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(run(x).mean(0), y)
-        loss.backward()
+        with autocast(device, precision):
+            out = run(x)
+        F.cross_entropy(out.float().mean(0), y).backward()
         opt.step()
 
     return step
 
 
-# ----------------------------------------------------------------------------------------------
-# data path: spikeforge's own loader, augmentation and encoding
+def bench_model(name: str, cols: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Build, warm up and time every column on one model (interleaved); returns a result dict."""
+    _, cin, size, batch = MODELS[name]
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(batch, cin, size, size, generator=gen).to(device)
+    y = torch.randint(0, CLASSES, (batch,), generator=gen).to(device)
+    expanded = image.unsqueeze(0).expand(TIME_STEPS, *image.shape)  # what direct encoding means
+    copied = expanded.contiguous()
+    steps: dict[str, Callable[[], None]] = {}
+    inputs: dict[str, torch.Tensor] = {}
+    runners: dict[str, Runner] = {}
+    missing: list[str] = []
+    failed: dict[str, str] = {}
+    first_call: dict[str, float] = {}  # seconds of each column's first step (compiles included)
+    for col in cols:
+        v = VARIANTS[col]
+        built = build(name, v, device)
+        if built is None:
+            missing.append(col)
+            continue
+        net, run = built
+        step = train_step_fn(net, run, expanded if v.expanded_input else copied, y, device, v.precision)
+        start = time.perf_counter()
+        try:
+            step()  # first call: compiles what the column compiles; a failure drops the column, not the run
+        except Exception as err:  # noqa: BLE001 - reported in the table
+            failed[col] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            print(f"failed {name}: {v.label}: {failed[col]}", flush=True)
+            continue
+        first_call[col] = time.perf_counter() - start
+        inputs[col] = expanded if v.expanded_input else copied
+        runners[col] = run
+        steps[col] = step
+    default_threads = torch.get_num_threads()
+    chosen: dict[str, int] = {}
+
+    def set_threads(col: str) -> None:
+        t = VARIANTS[col].threads
+        if t == -1:
+            t = chosen.setdefault(col, auto_threads())
+        torch.set_num_threads(t if t > 0 else default_threads)
+
+    timing = time_interleaved(steps, device, args.warmup, args.repeats, before=set_threads, clock=args.clock)
+    torch.set_num_threads(default_threads)
+    rows: dict[str, dict[str, Any]] = {}
+    for col in steps:
+        v = VARIANTS[col]
+        with autocast(device, v.precision):
+            mem = peak_memory(lambda r=runners[col], x=inputs[col]: r(x), device)
+        row: dict[str, Any] = {"label": v.label, "ms": 1e3 * timing.median(col), "first_step_s": first_call[col],
+                               "samples_per_s": batch / timing.median(col), "memory_mib": mem}
+        if v.library == "spikeforge":
+            row["settings"] = asdict(v)
+        if col in chosen:
+            row["threads_chosen"] = chosen[col]
+        if BASELINE in steps:
+            row["vs_sj"] = timing.ratio(col, BASELINE)
+        rows[col] = row
+        print(f"done {name}: {v.label} {row['samples_per_s']:.1f} samples/s", flush=True)
+    result = {"model": name, "batch": batch, "time_steps": TIME_STEPS, "columns": rows, "missing": missing,
+              "failed": failed}
+    if args.profile in steps:
+        result["profile"] = profile_step(steps[args.profile], rows, args.profile)
+    return result
 
 
-def make_uint8_dataset(cin: int, size: int, seed: int = 0) -> ArrayDataset:
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (DATASET_SIZE, cin, size, size), generator=gen, dtype=torch.uint8)
-    return ArrayDataset(images, torch.randint(0, CLASSES, (DATASET_SIZE,), generator=gen))
+def profile_step(step: Callable[[], None], rows: dict[str, dict[str, Any]], col: str) -> dict[str, Any]:
+    """Where one column's step goes (torch.profiler, self CPU time over PROFILE_STEPS steps), and the
+    ceiling that sets: SpikingJelly's step time over this column's convolution time alone."""
+    from torch.profiler import ProfilerActivity, profile
 
-
-def data_pass(ds: ArrayDataset, batch: int, augment: BatchAugment, stats: tuple[tuple[float, ...], ...],
-              gen: torch.Generator, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of batches: gather (shuffled) -> augment -> normalise -> direct-encode over T."""
-    out = []
-    for x, y in iterate_batches(ds, batch, shuffle=True, generator=gen, device=device, drop_last=True):
-        if augment.active:
-            x = augment(x, gen)
-        out.append((encode(normalize(x, *stats), "direct", TIME_STEPS), y))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(PROFILE_STEPS):
+            step()
+    ops = sorted(((e.key, e.self_cpu_time_total) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    total = sum(t for _, t in ops)
+    conv = sum(t for k, t in ops if "convolution" in k)
+    out: dict[str, Any] = {"column": col, "conv_share": conv / total,
+                           "top_ops": [(k, round(100 * t / total, 1)) for k, t in ops[:PROFILE_TOP]]}
+    if BASELINE in rows:
+        out["ceiling_vs_sj"] = rows[BASELINE]["ms"] / (rows[col]["ms"] * out["conv_share"])
     return out
 
 
-Rows = tuple[list[str], list[str], list[str], list[str] | None]
-
-
-def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> Rows:
-    """Time every column on one model; returns (header, speed row, memory row, data-path row)."""
-    _, cin, size, batch = MODELS[name]
-    augment = BatchAugment(crop_padding=CROP_PAD, flip=True) if cin == 3 else BatchAugment()
-    stats = CIFAR_STATS if cin == 3 else MNIST_STATS
-    ds = make_uint8_dataset(cin, size)
-    gen = torch.Generator().manual_seed(1)
-    x, y = data_pass(ds, batch, augment, stats, gen, device)[0]
-    results: dict[str, tuple[float, float] | None] = {}
-    fused_seconds: dict[str, float] = {}
-    for col, make in columns(name, not args.no_compile).items():
-        if col.startswith("spikeforge fused"):
-            fused_mod.set_compile("on" if "compiled" in col else "off")
-        built = make()
-        if built is None:
-            results[col] = None
-            continue
-        net, run = built
-        net.to(device).train()
-        if args.channels_last and col.startswith("spikeforge"):
-            net.to(memory_format=torch.channels_last)
-        seconds = time_call(train_step_fn(net, run, x, y), device, args.warmup, args.repeats)
-        mem = peak_memory(lambda run=run: F.cross_entropy(run(x).mean(0), y), device)
-        results[col] = (batch / seconds, mem)
-        if col.startswith("spikeforge fused"):
-            fused_seconds[col] = seconds
-        print(f"done {name}: {col} {batch / seconds:.1f} samples/s", flush=True)
-    fused_mod.set_compile("auto")
-    base = results.get("SpikingJelly")
-    speed = [name, str(batch)] + [NOT_INSTALLED if r is None else fmt_ratio(r[0], base[0] if base else None)
-                                  for r in results.values()]
-    mem_row = [name, str(batch)] + [NOT_INSTALLED if r is None else fmt_ratio(r[1], base[1] if base else None)
-                                    for r in results.values()]
-    batches_per_pass = DATASET_SIZE // batch
-    data_s = time_call(lambda: data_pass(ds, batch, augment, stats, gen, device), device, 1,
-                       max(args.repeats, 3)) / batches_per_pass
-    step_s = fused_seconds.get("spikeforge fused (compiled)", fused_seconds.get("spikeforge fused (eager)"))
-    data = None if step_s is None else [name, str(batch), f"{data_s * 1e3:.2f}", f"{step_s * 1e3:.1f}",
-                                        f"{100 * data_s / step_s:.1f} %"]
-    return ["model", "B", *results], speed, mem_row, data
+def markdown(result: dict[str, Any]) -> str:
+    base = result["columns"].get(BASELINE)
+    header = ["column", "ms/step (median)", "samples/s", "× SpikingJelly: median (min–max of rounds)", "MiB held",
+              "first step s"]
+    rows = []
+    for r in result["columns"].values():
+        ratio = "—" if "vs_sj" not in r else "{:.2f}× ({:.2f}–{:.2f})".format(*r["vs_sj"])
+        mem = f"{r['memory_mib']:,.1f}" + (f" ({r['memory_mib'] / base['memory_mib']:.2f}×)" if base else "")
+        label = r["label"] + (f" [{r['threads_chosen']} threads]" if "threads_chosen" in r else "")
+        rows.append([label, f"{r['ms']:,.1f}", f"{r['samples_per_s']:,.1f}", ratio, mem, f"{r['first_step_s']:.1f}"])
+    rows += [[VARIANTS[c].label, NOT_INSTALLED, "", "", "", ""] for c in result["missing"]]
+    rows += [[VARIANTS[c].label, f"failed: {err}", "", "", "", ""] for c, err in result["failed"].items()]
+    title = f"### {result['model']}, B = {result['batch']}, T = {result['time_steps']}"
+    return title + "\n\n" + markdown_table(header, rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--preset", default="table", choices=list(PRESETS))
+    ap.add_argument("--columns", nargs="+", choices=list(VARIANTS), help="explicit columns (overrides --preset)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--no-compile", action="store_true", help="skip the compiled fused column")
-    ap.add_argument("--channels-last", action="store_true", help="spikeforge models in channels_last")
+    ap.add_argument("--threads", default="0", help="torch threads for the process: N, 0 (torch's default) or auto")
+    ap.add_argument("--beside", type=int, default=0, help="CPU-bound jobs to run beside the benchmark")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time (default) or this process's CPU time (A/B on a busy machine, 1 thread)")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--profile", default=None, choices=list(VARIANTS),
+                    help="after timing, profile this column: op shares and the convolution-bound ceiling vs SJ")
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    if args.threads == "auto":
+        torch.set_num_threads(auto_threads())
+    elif int(args.threads) > 0:
+        torch.set_num_threads(int(args.threads))
     device = torch.device(args.device)
     torch.manual_seed(0)
-    print(f"# train step (T={TIME_STEPS}) — {describe_device(device)}\n")
-    header: list[str] = []
-    speed_rows, mem_rows, data_rows = [], [], []
-    for name in args.models:
-        header, speed, mem, data = bench_model(name, args, device)
-        speed_rows.append(speed)
-        mem_rows.append(mem)
-        if data is not None:
-            data_rows.append(data)
-    print("\n## samples/s (ratio vs SpikingJelly)\n")
-    print(markdown_table(header, speed_rows))
-    print("\n## memory held for backward, MiB (ratio vs SpikingJelly)\n")
-    print(markdown_table(header, mem_rows))
-    if data_rows:
-        print("\n## data path: load + augment + encode one batch vs the spikeforge fused train step\n")
-        print(markdown_table(["model", "B", "data ms", "step ms", "data / step"], data_rows))
+    cols = args.columns or PRESETS[args.preset]
+    results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or
+                               platform.machine(), "device": describe_device(device), "beside": args.beside,
+                               "repeats": args.repeats, "clock": args.clock, "load_before": load_average(),
+                               "models": []}
+    with busy_beside(args.beside):
+        results["load_start"] = load_average()
+        for name in args.models:
+            results["models"].append(bench_model(name, cols, args, device))
+    results["load_after"] = load_average()
+    results["compile"] = compile_report()
+    print(f"\n# train step — {results['device']}; {args.beside} CPU-bound jobs beside; load average (1/5/15 min) "
+          f"before {results['load_before']}, after {results['load_after']}; {args.repeats} interleaved rounds; "
+          f"{args.clock} clock\n")
+    for res in results["models"]:
+        print(markdown(res) + "\n")
+        if "profile" in res:
+            prof = res["profile"]
+            print(f"profile of {prof['column']}: convolutions (fwd + bwd) {100 * prof['conv_share']:.1f} % of the "
+                  "step" + (f"; if everything else were free: {prof['ceiling_vs_sj']:.2f}× SpikingJelly"
+                            if "ceiling_vs_sj" in prof else ""))
+            print(markdown_table(["op", "% of self CPU time"], [[k, f"{v}"] for k, v in prof["top_ops"]]) + "\n")
+    print(f"neuron compiles: {results['compile']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def tiny_recipe(epochs: int = 4, hybrid: bool = False) -> Recipe:
         "model": {"name": "sdsnn_convnet", "width": 0.1, "spiking_output": True,
                   "neuron": {"kind": "lif", "beta": 0.2, "threshold": 0.5, "surrogate": "rectangle"}},
         "data": {"name": "mnist", "time_steps": 4, "encoding": "rate"},
-        "train": {"epochs": epochs, "batch_size": 32, "loss": "mse_rate", "amp": "off", "device": "cpu",
+        "train": {"epochs": epochs, "batch_size": 32, "loss": "mse_rate", "precision": "fp32", "device": "cpu",
                   "optimizer": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
                   "schedule": {"name": "constant"}},
         "develop": {"fc_initial_rate": 35.0, "fc_min_inputs": 4, "conv_min_inputs": 2, "min_consecutive_epochs": 1},

@@ -107,11 +107,24 @@ def developed_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def test_compact_run_writes_a_smaller_verified_run(developed_run: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import spikeforge.data
+    import spikeforge.develop.compact as compact_mod
 
     monkeypatch.setattr(spikeforge.data, "load_dataset", lambda cfg, root=None: synthetic_splits())
+    seen: list[int] = []
+    batches = compact_mod.encoded_test_batches
+
+    def spy(*args: object, **kw: object):  # noqa: ANN202
+        for x, y in batches(*args, **kw):  # type: ignore[arg-type]
+            seen.append(int(x.shape[1]))
+            yield x, y
+
+    monkeypatch.setattr(compact_mod, "encoded_test_batches", spy)
     out = tmp_path / "compact"
-    assert cli_main(["compact", str(developed_run), "--out", str(out), "--json", "--samples", "32"]) == 0
+    assert cli_main(["compact", str(developed_run), "--out", str(out), "--json", "--samples", "32",
+                     "--batch-size", "12"]) == 0
     rep = json.loads((out / REPORT).read_text())
+    assert seen == [12, 12, 8] and rep["samples"] == 32 and rep["batch_size"] == 12  # bounded batches
+    assert rep["peak_rss_mb"] > 0
     assert rep["max_abs_output_diff"] <= TOL
     assert rep["params_after"] < rep["params_before"] and rep["compression_rate"] > 0
     assert rep["widths_after"]["fc1"] < rep["widths_before"]["fc1"]

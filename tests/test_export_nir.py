@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import nir
@@ -13,15 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from develop_helpers import synthetic_splits, tiny_config, tiny_model, tiny_recipe
-from numpy.lib.stride_tricks import sliding_window_view
+from nir_reference import NirSimulator
+from reparam_models import make_hybrid, random_input
 
 from spikeforge import layers as L
 from spikeforge.cli import main as cli_main
 from spikeforge.develop.compact import compact_run
-from spikeforge.export import export_run, model_to_nir, nir_neuron, write_nir
-from spikeforge.hybrid.spiking_relu import SpikingReLU
-from spikeforge.models import build_model, neuron_sites, replace_module
+from spikeforge.export import ExportOptions, export_run, graph_to_nir, model_to_nir, nir_neuron, write_nir
+from spikeforge.models import build_model, neuron_sites
 from spikeforge.neurons import IFNode, NeuronConfig, NeuronParams, lif_beta_params, lif_params
+from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
+from spikeforge.reparam.graph import ConvertedGraph, Node, load_graph
 from spikeforge.train.checkpoint import load_tensors
 from spikeforge.train.engine import train
 from spikeforge.train.run_files import RunDir
@@ -32,85 +35,6 @@ OUT_TOL = 1e-10  # float64 readout agreement
 MARGIN = 1e-9  # no membrane may land this close to a threshold (≥ vs > and rounding could then differ)
 T, B = 5, 3
 PLIF_TAU_START, PLIF_TAU_STEP = 1.5, 0.25  # distinct learned τ per PLIF site
-
-
-# ------------------------------------------------------------------ an independent NIR simulator
-
-
-def np_conv2d(x: np.ndarray, node: nir.Conv2d) -> np.ndarray:
-    """``[B, C, H, W]`` cross-correlation with zero padding, stride and dilation (groups = 1)."""
-    assert node.groups == 1
-    (ph, pw), (sh, sw), (dh, dw) = node.padding, node.stride, node.dilation
-    w = node.weight
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    span = ((w.shape[2] - 1) * dh + 1, (w.shape[3] - 1) * dw + 1)
-    win = sliding_window_view(xp, span, axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-    return np.einsum("bchwij,ocij->bohw", win, w) + node.bias[None, :, None, None]
-
-
-def np_avgpool(x: np.ndarray, node: nir.AvgPool2d) -> np.ndarray:
-    (kh, kw), (sh, sw) = node.kernel_size, node.stride
-    assert not np.any(node.padding)
-    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].mean(axis=(-2, -1))
-
-
-class NirSimulator:
-    """Forward Euler (step ``dt``) of a NIR graph, per time step, nodes in topological order.
-
-    LIF: ``v += dt/τ · (v_leak − v + R·I)``; IF: ``v += dt · R·I``; then ``z = v > v_threshold`` and
-    ``v = v_reset`` where ``z``. NIR does not fix the initial state: LIF starts at ``v_leak``, IF at 0.
-    A node's input is the sum of its predecessors' outputs.
-    """
-
-    def __init__(self, graph: nir.NIRGraph, dt: float = DT) -> None:
-        self.graph, self.dt = graph, dt
-        self.preds = {k: [a for a, b in graph.edges if b == k] for k in graph.nodes}
-        self.order: list[str] = []
-        while len(self.order) < len(graph.nodes):
-            self.order += [k for k in graph.nodes if k not in self.order
-                           and all(p in self.order for p in self.preds[k])]
-        self.margin = np.inf
-
-    def neuron(self, node: object, i: np.ndarray, v: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(node, nir.LIF):
-            v = np.broadcast_to(node.v_leak, i.shape) if v is None else v
-            v = v + self.dt / node.tau * (node.v_leak - v + node.r * i)
-        else:
-            v = np.zeros_like(i) if v is None else v
-            v = v + self.dt * node.r * i
-        self.margin = min(self.margin, float(np.abs(v - node.v_threshold).min()))
-        z = v > node.v_threshold
-        return z.astype(np.float64), np.where(z, node.v_reset, v)
-
-    def step(self, name: str, x: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-        node = self.graph.nodes[name]
-        if isinstance(node, nir.Input | nir.Output):
-            return x
-        if isinstance(node, nir.Conv2d):
-            return np_conv2d(x, node)
-        if isinstance(node, nir.AvgPool2d):
-            return np_avgpool(x, node)
-        if isinstance(node, nir.Flatten):
-            assert node.start_dim == 0 and node.end_dim == -1
-            return x.reshape(x.shape[0], -1)
-        if isinstance(node, nir.Affine):
-            return x @ node.weight.T + node.bias
-        if isinstance(node, nir.LIF | nir.IF):
-            z, state[name] = self.neuron(node, x, state.get(name))
-            return z
-        raise AssertionError(f"simulator: unsupported node {type(node).__name__}")
-
-    def run(self, x_seq: np.ndarray) -> dict[str, np.ndarray]:
-        """Every node's output ``[T, B, ...]`` for the input ``x_seq [T, B, ...]``."""
-        state: dict[str, np.ndarray] = {}
-        rec: dict[str, list[np.ndarray]] = {k: [] for k in self.order}
-        for x in x_seq:
-            out: dict[str, np.ndarray] = {}
-            for k in self.order:
-                inp = x if not self.preds[k] else sum(out[p] for p in self.preds[k])
-                out[k] = self.step(k, inp, state)
-                rec[k].append(out[k])
-        return {k: np.stack(v) for k, v in rec.items()}
 
 
 def site_spikes(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -174,14 +98,16 @@ def test_round_trip_chain_and_weights(name: str, tmp_path: Path) -> None:
         lin = model.get_submodule(fc)
         assert np.array_equal(back.nodes[fc].weight, lin.weight.detach().numpy())
         assert np.array_equal(back.nodes[fc].bias, lin.bias.detach().numpy())
+    assert back.nodes["fc1"].weight.dtype == np.float64  # the converted graph's float64, by default
     # conv weights: with batch norm folded in, the NIR conv computes conv → BN (eval statistics)
-    x = torch.rand(4, cfg.in_channels, cfg.input_size, cfg.input_size)
+    x = torch.rand(4, cfg.in_channels, cfg.input_size, cfg.input_size, dtype=torch.float64)
     conv = back.nodes["conv1"]
     got = F.conv2d(x, torch.from_numpy(conv.weight), torch.from_numpy(conv.bias), padding=tuple(conv.padding))
     with torch.no_grad():
-        ref = model.conv1(x[None])[0]
-        ref = model.bn1(ref[None])[0] if hasattr(model, "bn1") else ref
-    assert torch.allclose(got, ref, atol=1e-5)
+        m64 = model.double()
+        ref = m64.conv1(x[None])[0]
+        ref = m64.bn1(ref[None])[0] if hasattr(m64, "bn1") else ref
+    assert torch.allclose(got, ref, rtol=0, atol=1e-12)
     assert back.nodes["sn1"].tau.shape == tuple(back.nodes["conv1"].output_type["output"])
 
 
@@ -203,17 +129,22 @@ def test_neuron_mapping_reproduces_the_charge_equation() -> None:
     assert n.kind == "IF" and n.r == pytest.approx(1.0)
 
 
-def test_threshold_equality_is_the_documented_difference() -> None:
-    """spikeforge fires at h ≥ θ, NIR at v > θ: a membrane exactly on θ spikes only in spikeforge."""
+def test_a_membrane_exactly_on_the_threshold_fires_in_both() -> None:
+    """spikeforge fires at h ≥ θ, NIR at v > θ': the export writes θ' = nextafter(θ, −∞), the same comparison."""
+    fc = L.Linear(1, 1)
+    with torch.no_grad():
+        fc.weight.fill_(1.0)
+        fc.bias.zero_()
     model = torch.nn.Sequential()
-    model.add_module("flatten", L.Flatten())
-    model.add_module("sn", IFNode(threshold=1.0, v_reset=0.0))
-    graph = model_to_nir(model.double(), (1, 1, 1))
-    x = torch.tensor([1.0, 1.0 + 1e-6], dtype=torch.float64).view(1, 2, 1, 1, 1)  # [T=1, B=2, C, H, W]
+    for name, m in (("flatten", L.Flatten()), ("fc", fc), ("sn", IFNode(threshold=1.0, v_reset=0.0))):
+        model.add_module(name, m)
+    model = model.double()
+    graph = model_to_nir(model, (1, 1, 1))
+    x = torch.tensor([1.0, np.nextafter(1.0, 0.0)], dtype=torch.float64).view(1, 2, 1, 1, 1)  # [T=1, B=2, ...]
     with torch.no_grad():
         ours = model(x)[0, :, 0]
     theirs = NirSimulator(graph).run(x.numpy())["output"][0, :, 0]
-    assert ours.tolist() == [1.0, 1.0] and theirs.tolist() == [0.0, 1.0]
+    assert ours.tolist() == theirs.tolist() == [1.0, 0.0]
 
 
 # ------------------------------------------------------------------ 2. semantics
@@ -250,6 +181,83 @@ def test_nir_simulation_matches_the_model(case: str) -> None:
         assert 0 < float(s.mean()) < 1, f"{site}: vacuous check (silent or saturated)"
         assert np.array_equal(rec[site], s.numpy()), site
     assert np.allclose(rec["output"], out.numpy(), rtol=0, atol=OUT_TOL)
+
+
+# ------------------------------------------------------------------ 2b. hybrids, residual networks, options
+
+
+def converted_spikes(graph: ConvertedGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    rec: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        y = ConvertedModel(graph)(x, lambda n, _xs, out: rec.__setitem__(n.name, out) if n.op in (
+            "neuron", "threshold") else None)
+    return y, rec
+
+
+def check_in_simulator(graph: ConvertedGraph, x: torch.Tensor, options: ExportOptions,
+                       hybrid: torch.nn.Module | None = None) -> NirSimulator:
+    """Export ``graph``, run it in the reference simulator: every neuron's and unit's spikes equal."""
+    exported = graph_to_nir(graph, options)
+    ref, spikes = converted_spikes(graph, x)
+    sim = NirSimulator(exported, options.dt)
+    rec = sim.run(x.numpy())
+    assert sim.margin > MARGIN  # no membrane within float noise of its threshold on this data
+    assert spikes and all(np.array_equal(rec[k], v.numpy()) for k, v in spikes.items()), \
+        [k for k, v in spikes.items() if not np.array_equal(rec[k], v.numpy())]
+    assert np.allclose(rec["output"], ref.numpy(), rtol=0, atol=OUT_TOL)
+    if hybrid is not None:
+        with torch.no_grad():
+            assert np.allclose(rec["output"], hybrid(x).numpy(), rtol=0, atol=OUT_TOL)
+    return sim
+
+
+HYBRID_CASES = [  # model, sites, coding, options
+    ("sdsnn", "all", "bitplane", ExportOptions()),
+    ("sdsnn_out", "all", "unary", ExportOptions(threshold_node="threshold", scale_node="scale")),
+    ("convnet_max", "every2", "bitplane", ExportOptions(pool_node="sum", dt=0.5)),
+    ("mlp", "every2", "bitplane", ExportOptions(unit_r=True, scale_node="scale")),
+    ("resnet19_standard", "every2", "bitplane", ExportOptions()),
+    ("resnet19_sew", "none", "bitplane", ExportOptions()),  # SEW sums of spikes: integer units
+    ("resnet19_sew", "every2", "unary", ExportOptions(threshold_node="threshold")),
+    ("resnet19_ms", "every2", "bitplane", ExportOptions(pool_node="sum")),
+    ("resnet18_sew", "every2", "bitplane", ExportOptions()),  # max pool of spikes: sum pool + OR unit
+]
+
+
+@pytest.mark.parametrize(("name", "sites", "coding", "options"), HYBRID_CASES)
+def test_converted_hybrids_and_residual_networks_run_in_the_simulator(name: str, sites: str, coding: str,
+                                                                     options: ExportOptions) -> None:
+    model, shape = make_hybrid(name, "lif_hard", sites)
+    x = random_input(shape, seed=11)
+    graph = convert_model(model, InputSpec(shape, x.shape[0]), coding)
+    check_in_simulator(graph, x, options, model)
+
+
+@pytest.mark.parametrize("coding", ["bitplane", "unary"])
+def test_pixel_input_and_its_bias_map_export(coding: str) -> None:
+    """8-bit pixels through threshold units; the padded first conv's bias map becomes the units' drive."""
+    model, shape = make_hybrid("sdsnn", "lif_hard", "all")
+    gen = torch.Generator().manual_seed(3)
+    pix = torch.randint(0, 256, (2, *shape), generator=gen).to(torch.float64).unsqueeze(0).expand(3, 2, *shape)
+    c = shape[0]
+    graph = convert_model(model, InputSpec(shape, 3, "bitplane", (0.4,) * c, (0.6,) * c), coding)
+    assert "bias_map" in graph.node("conv1").tensors
+    for options in (ExportOptions(), ExportOptions(threshold_node="threshold", scale_node="scale")):
+        sim = check_in_simulator(graph, pix.contiguous(), options)
+        readers = [sim.graph.nodes[d] for s_, d in sim.graph.edges if s_ == "input"]
+        assert len(readers) == 8 and all(isinstance(r, nir.LIF | nir.Threshold) for r in readers)
+
+
+def test_exported_hybrid_file_round_trip(tmp_path: Path) -> None:
+    model, shape = make_hybrid("resnet19_standard", "lif_hard", "every2")
+    graph = convert_model(model, InputSpec(shape, 3))
+    write_nir(graph_to_nir(graph), tmp_path / "h.nir")
+    back = nir.read(tmp_path / "h.nir")
+    x = random_input(shape, seed=4)
+    ref, _ = converted_spikes(graph, x)
+    assert np.allclose(NirSimulator(back).run(x.numpy())["output"], ref.numpy(), rtol=0, atol=OUT_TOL)
+    kinds = {type(n).__name__ for n in back.nodes.values()}
+    assert {"Conv2d", "Affine", "LIF", "AvgPool2d", "Flatten"} <= kinds and "Threshold" not in kinds
 
 
 # ------------------------------------------------------------------ 3. developed and compacted runs
@@ -304,19 +312,17 @@ def test_soft_reset_is_refused_naming_the_site() -> None:
         model_to_nir(model, (1, 8, 8))
 
 
-def test_residual_hybrid_and_maxpool_models_are_refused() -> None:
-    cfg = tiny_config()
-    cfg.name, cfg.in_channels, cfg.width = "resnet19", 3, 1 / 64
-    with pytest.raises(ValueError, match=r"residual block 'layer1\.0'"):
-        model_to_nir(build_model(cfg), (3, 8, 8))
-    hybrid = tiny_model()
-    replace_module(hybrid, "sn1", SpikingReLU(levels=15))
-    with pytest.raises(ValueError, match=r"site 'sn1' is a SpikingReLU.*spikeforge convert"):
-        model_to_nir(hybrid, (1, 8, 8))
-    with pytest.raises(ValueError, match=r"max pool 'pool1'"):
-        model_to_nir(model_with("cifar_convnet", NeuronConfig(), pool="max"), (3, 8, 8))
+def test_real_valued_max_pool_and_format1_graphs_are_refused_naming_the_node(tmp_path: Path) -> None:
+    model, shape = make_hybrid("resnet18_ms", "lif_hard", "none")  # max pool of the stem's membrane
+    with pytest.raises(ValueError, match=r"max pool 'stem\.pool' acts on real values"):
+        model_to_nir(model, shape)
     with pytest.raises(ValueError, match=r"'sn'.*constant drive"):
         nir_neuron("sn", NeuronParams(1.0, 1.0, 0.1, 1.0, 0.0))
+    old = ConvertedGraph([Node("input", "input", [], {"encoding": "analog", "shape": [2]}),
+                          Node("q", "quantize", ["input"], {"step": 1.0, "levels": 3}),
+                          Node("output", "output", ["q"], {"scales": [1.0]})], {"format": "spikeforge.converted/1"})
+    with pytest.raises(ValueError, match=r"'q' \(quantize\).*format-1.*convert the run again"):
+        graph_to_nir(old)
 
 
 def test_missing_nir_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,3 +350,37 @@ def test_cli_export_json(developed_run: Path, tmp_path: Path, capsys: pytest.Cap
     assert "readout 'sn_out'" in capsys.readouterr().out
     assert cli_main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("nirh") / "run"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="develop: a 2-epoch run never prunes")  # pruning is not the point
+        train(tiny_recipe(2, hybrid=True), run_dir, quiet=True, splits=synthetic_splits())
+    return run_dir
+
+
+def test_cli_exports_a_hybrid_run_and_a_converted_directory(hybrid_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A developed hybrid run (sn1 a SpikingReLU) exports directly and from `spikeforge convert`'s output."""
+    conv = tmp_path / "conv"
+    assert cli_main(["convert", str(hybrid_run), "--out", str(conv), "--coding", "unary"]) == 0
+    assert "exportable to NIR" in capsys.readouterr().out
+    direct, converted = tmp_path / "direct.nir", tmp_path / "converted.nir"
+    assert cli_main(["export", str(hybrid_run), "--out", str(direct), "--json", "--threshold-node", "threshold",
+                     "--scale-node", "scale"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["coding"] == "bitplane" and rep["neuron_only"] and rep["node_types"]["Threshold"] == 4  # L = 15
+    assert cli_main(["export", str(conv), "--out", str(converted), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["coding"] == "unary" and rep["neuron_sites"]["sn1.u14"] > 0 and "Threshold" not in rep["node_types"]
+    graph = load_graph(conv)
+    x = (torch.rand(T, B, 1, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.5).double()
+    ref, spikes = converted_spikes(graph, x)
+    sim = NirSimulator(nir.read(converted))
+    rec = sim.run(x.numpy())
+    assert sim.margin > MARGIN and all(np.array_equal(rec[k], v.numpy()) for k, v in spikes.items())
+    assert np.allclose(rec["output"], ref.numpy(), rtol=0, atol=OUT_TOL)
+    assert cli_main(["export", str(conv), "--out", str(tmp_path / "bad-dt.nir"), "--dt", "0"]) == 1
+    assert "dt must be" in capsys.readouterr().err

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -20,14 +23,15 @@ from spikeforge.neurons import (
     Rectangle,
     Sigmoid,
     Triangle,
+    compile_report,
     if_params,
     lif_beta_params,
     lif_params,
     neuron_sequence,
     resolve_backend,
 )
-from spikeforge.neurons import fused as fused_mod
-from spikeforge.neurons.fused import backward_loop, forward_loop, fused_sequence, set_compile
+from spikeforge.neurons.compiled import COMPILED, compiled_sequence
+from spikeforge.neurons.fused import backward_loop, forward_loop, fused_sequence
 from spikeforge.neurons.fused_eager import backward_eager, forward_eager
 from spikeforge.neurons.fused_spec import Coef, Spec
 from spikeforge.neurons.surrogate import Surrogate
@@ -39,12 +43,12 @@ TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-
 PLIF_INIT_W = 0.3  # τ = 1 + exp(−w) ≈ 1.74
 
 
-@pytest.fixture(autouse=True)
-def eager_loops() -> Iterator[None]:
-    """Most tests check the eager loops; compiled runs are tested separately (compile is slow)."""
-    set_compile("off")
+@pytest.fixture
+def fresh_compiled() -> Iterator[None]:
+    """The ``compiled`` backend with an empty report and no compiled functions, before and after."""
+    COMPILED.reset()
     yield
-    set_compile("auto")
+    COMPILED.reset()
 
 
 def make_params(kind: str, soft: bool, detach: bool, surrogate: Surrogate,
@@ -175,6 +179,23 @@ def test_channels_last_steps_keep_their_layout() -> None:
     torch.testing.assert_close(xf.grad, xr.grad)
 
 
+def test_expanded_channels_last_step_runs_in_channels_last() -> None:
+    """One channels-last step expanded over T (a conv applied once to a direct-encoded input)."""
+    step = (torch.randn(3, 5, 6, 7) + 0.6).contiguous(memory_format=torch.channels_last)
+    x = step.unsqueeze(0).expand(4, *step.shape)
+    p = lif_params(2.0, v_reset=0.0)
+    s_ref, v_ref = neuron_sequence(x.contiguous(), p)
+    s_fus, v_fus = fused_sequence(x, p)
+    assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
+    assert s_fus[0].is_contiguous(memory_format=torch.channels_last) and not s_fus.is_contiguous()
+    flat = (torch.randn(3, 40) + 0.6).unsqueeze(0).expand(5, 3, 40).requires_grad_()  # [T, B, N], expanded
+    s_ref, v_ref = neuron_sequence(flat.detach().contiguous(), p)
+    s_fus, v_fus = fused_sequence(flat, p)
+    assert torch.equal(s_ref, s_fus) and torch.equal(v_ref, v_fus)
+    s_fus.sum().backward()
+    assert flat.grad is not None and flat.grad.shape == flat.shape
+
+
 def test_fused_saves_less_than_reference() -> None:
     """Saved-for-backward bytes: the fused node keeps one tensor (h) per step."""
     x = (torch.randn(8, 16, 64) + 0.5).requires_grad_()
@@ -218,7 +239,9 @@ def test_backend_registry_and_modules() -> None:
             torch.testing.assert_close(pf.grad, pr.grad)
 
 
-def test_auto_mode_compiles_after_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_names_choose_the_loops(monkeypatch: pytest.MonkeyPatch, fresh_compiled: None) -> None:
+    """``fused`` never compiles; ``compiled`` compiles each loop once, at its first call, and
+    reports it; ``auto`` is ``fused``."""
     requested: list[str] = []
 
     def fake_compile(fn: object, **_: object) -> object:  # stands in for torch.compile: no codegen
@@ -226,54 +249,91 @@ def test_auto_mode_compiles_after_warmup(monkeypatch: pytest.MonkeyPatch) -> Non
         return fn
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    monkeypatch.setattr(fused_mod, "COMPILE_WARMUP_CALLS", 2)
-    monkeypatch.setattr(fused_mod, "_compiled", {})
-    set_compile("auto")
     x = torch.randn(3, 4).requires_grad_()
     p = if_params()
-    for _ in range(2):
+    for _ in range(3):
         fused_sequence(x, p)[0].sum().backward()
-    assert requested == []
-    fused_sequence(x, p)[0].sum().backward()
+    assert requested == [] and compile_report()["compiles"] == 0
+    assert resolve_backend("auto", torch.device("cpu")) is fused_sequence
+    assert BACKENDS["compiled"] is compiled_sequence
+    for _ in range(3):
+        compiled_sequence(x, p)[0].sum().backward()
     assert requested == ["forward_loop", "backward_loop"]
+    report = compile_report()
+    assert report["compiles"] == 2 and report["failure"] is None  # one per loop and signature
+    compiled_sequence(torch.randn(5, 4), p)  # a new shape: one more compile event
+    assert compile_report()["compiles"] == 3
 
 
-def test_compile_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_failure_is_reported_once(monkeypatch: pytest.MonkeyPatch, fresh_compiled: None) -> None:
     def broken(fn: object, **_: object) -> object:
         def run(*args: object) -> object:
             raise RuntimeError("no compiler here")
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(fused_mod, "_compiled", {})
-    set_compile("on")
     x = torch.randn(4, 3, 5) + 0.5
     p = lif_params(2.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        outs = [fused_sequence(x, p) for _ in range(3)]
-    assert sum("torch.compile failed" in str(w.message) for w in caught) == 1
-    assert fused_mod.compile_mode() == "off"
+        outs = [compiled_sequence(x, p) for _ in range(3)]
+    messages = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    assert len(messages) == 1 and "'compiled'" in messages[0] and "no compiler here" in messages[0]
+    assert compile_report()["failure"] == "RuntimeError: no compiler here"
     s_ref, v_ref = neuron_sequence(x, p)
     for s, v in outs:
         assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
 
 
-def test_compiled_loops_match_reference() -> None:
+def test_compiled_loops_match_reference(fresh_compiled: None) -> None:
     """One real torch.compile run (small, float64 so inductor's FMA contraction stays far below
-    the tolerance); if the compiler is unavailable the fallback must still give the same result."""
-    set_compile("on")
+    the tolerance); a compile failure would be reported, and the result must still match."""
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(4, 3, 16, generator=gen, dtype=torch.float64) + 0.5
     gs = torch.randn(4, 3, 16, generator=gen, dtype=torch.float64)
     gv = torch.randn(3, 16, generator=gen, dtype=torch.float64)
     p = lif_params(2.0, v_reset=0.0, surrogate=Atan())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = run_both(p, None, x, None, gs, gv)
-    assert torch.equal(res["reference"]["s"], res["fused"]["s"])
-    for key in ("v", "gx"):
-        torch.testing.assert_close(res["fused"][key], res["reference"][key], rtol=1e-10, atol=1e-10)
+    res = {}
+    for name, fn in (("reference", neuron_sequence), ("compiled", compiled_sequence)):
+        xi = x.clone().requires_grad_()
+        s, v_T = fn(xi, p, None)
+        (gx,) = torch.autograd.grad((s * gs).sum() + (v_T * gv).sum(), (xi,))
+        res[name] = (s.detach(), v_T.detach(), gx)
+    assert torch.equal(res["reference"][0], res["compiled"][0])
+    for i in (1, 2):
+        torch.testing.assert_close(res["compiled"][i], res["reference"][i], rtol=1e-10, atol=1e-10)
+    report = compile_report()
+    assert report["compiles"] == 2 or report["failure"] is not None
+
+
+@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16))
+@pytest.mark.parametrize("backend", ("reference", "fused"))
+def test_low_precision_inputs_keep_a_float32_membrane(dtype: torch.dtype, backend: str) -> None:
+    """16-bit inputs: the membrane runs in float32, so the spikes equal those of the float32
+    reference on the (exactly) upcast input; spikes come back in the input dtype, ∂x too."""
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(6, 4, 33, generator=gen) * 0.7 + 0.6).to(dtype)
+    gs = torch.randn(6, 4, 33, generator=gen)
+    for p in (lif_params(2.0, v_reset=0.0, surrogate=Sigmoid(4.0)), lif_beta_params(0.2, 0.5),
+              lif_params(3.0, True, 1.0, None, False, Atan())):
+        xr = x.float().requires_grad_()
+        s_ref, v_ref = neuron_sequence(xr, p)
+        (g_ref,) = torch.autograd.grad((s_ref * gs).sum(), (xr,))
+        xl = x.clone().requires_grad_()
+        s, v = BACKENDS[backend](xl, p, None)
+        (g,) = torch.autograd.grad((s * gs.to(dtype)).sum(), (xl,))
+        assert s.dtype == dtype and v.dtype == torch.float32 and g.dtype == dtype
+        assert torch.equal(s.float(), s_ref) and s_ref.sum() > 0
+        torch.testing.assert_close(v, v_ref, rtol=0, atol=0)
+        torch.testing.assert_close(g.float(), g_ref, rtol=2e-2, atol=2e-2)  # ∂s rounded to 16 bits
+
+
+def test_retired_compile_variable_is_reported() -> None:
+    env = {**os.environ, "SPIKEFORGE_FUSED_COMPILE": "on"}
+    out = subprocess.run([sys.executable, "-W", "always", "-c", "import spikeforge.neurons"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "SPIKEFORGE_FUSED_COMPILE is no longer read" in out.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

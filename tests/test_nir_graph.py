@@ -201,3 +201,29 @@ def test_walk_with_a_model_walker_visits_in_topological_order() -> None:
                 [("in", "a"), ("a", "l"), ("l", "w"), ("w", "l"), ("l", "out")], 3, 6)
     with pytest.raises(ValueError, match="recurrent edge 'w' -> 'l'"):
         load(rec, dt=DT).walk_with(Evaluator(), x)
+
+
+def test_general_graph_converts_verifies_and_exports() -> None:
+    """A residual imported graph goes through the one model walker: convert (exact in float64), verify,
+    export to NIR and back; a recurrent graph is refused by the converter, naming the edge."""
+    from spikeforge.export import graph_to_nir
+    from spikeforge.reparam import Batch, InputSpec, convert_model, verify_models
+    from spikeforge.reparam.walk import UnsupportedModelError
+
+    a1, a2, a3, l1, l2 = affine(4, 4), affine(4, 4), affine(4, 4), lif(4), lif(4, thr=0.8)
+    g = graph({"a1": a1, "l1": l1, "a2": a2, "a3": a3, "l2": l2},
+              [("in", "a1"), ("a1", "l1"), ("l1", "a2"), ("a2", "l2"), ("in", "l2"), ("l1", "a3"), ("a3", "l2"),
+               ("l2", "out")], 4, 4)
+    model = load(g, dt=DT).double().eval()
+    x = torch.from_numpy(inputs(4))
+    converted = convert_model(model, InputSpec(shape=(4,), time_steps=T, encoding="analog"))
+    assert sum(n.op == "add" for n in converted.nodes) == 1
+    report = verify_models(model, converted, [Batch(x, x, torch.zeros(B, dtype=torch.long))])
+    assert report["exact"] and report["neuron_only"]
+    again = load(graph_to_nir(converted))
+    with torch.no_grad():
+        torch.testing.assert_close(again.double()(x), model(x), rtol=0, atol=0)  # spikes: exact
+    rec = graph({"a": affine(6, 3), "l": lif(6), "w": nir.Linear(weight=np.eye(6))},
+                [("in", "a"), ("a", "l"), ("l", "w"), ("w", "l"), ("l", "out")], 3, 6)
+    with pytest.raises(UnsupportedModelError, match="recurrent edge 'w' -> 'l'"):
+        convert_model(load(rec, dt=DT), InputSpec(shape=(3,), time_steps=T, encoding="analog"))

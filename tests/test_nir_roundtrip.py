@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("nir")
 
-from spikeforge.export import model_to_nir  # noqa: E402
+from spikeforge.export import ExportOptions, model_to_nir  # noqa: E402
 from spikeforge.models import ModelConfig, build_model  # noqa: E402
 from spikeforge.neurons import NeuronConfig  # noqa: E402
 from spikeforge.nir import load  # noqa: E402
@@ -61,7 +61,7 @@ def test_zoo_round_trip(name: str, neuron: str) -> None:
             m.running_var.uniform_(0.5, 2.0)
     model.eval()
     shape = (kw["in_channels"], side, side)
-    imported = load(model_to_nir(model, shape, dt=0.5))
+    imported = load(model_to_nir(model, shape, ExportOptions(dt=0.5)))
     assert type(imported).__name__ == "Net"  # a chain, like the source
     x = torch.rand(6, 3, *shape) * 2
     want, want_spikes = site_outputs(model, x)

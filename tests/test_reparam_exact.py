@@ -71,12 +71,18 @@ def test_converted_equals_hybrid(name: str, neuron: str, sites: str) -> None:
     assert res["max_abs_logit_diff"] <= LOGIT_TOLERANCE
     assert res["argmax_agreement"] == 1.0
     assert res["spike_flips"] == 0, res["site_mismatches"]
-    assert res["binary_inputs"], res["first_non_binary"]
-    assert res["analog_input_layers"] == [graph.synaptic()[0].name]
+    first = graph.synaptic()[0].name
+    assert res["binary_hidden_inputs"] and res["first_non_binary"] == first  # only the analog first layer
+    assert not res["binary_inputs"] and res["analog_input_layers"] == [first]
     assert res["exact"]
-    # SpikingReLU sites with more than one level feed their consumers through planes
-    if sites != "none":
-        assert any(n.op == "planes" for n in graph.nodes)
+    cert = res["certificate"]
+    assert cert["certified"] and cert["guarantee"] in ("certified", "exact-arithmetic"), cert
+    assert cert["margin"] > cert["max_bound"] and res["max_abs_logit_diff"] <= cert["logit_bound"]
+    # only neurons and threshold units (the ms ResNet-18 max-pools a membrane: named, not hidden)
+    assert res["neuron_only"] == (name != "resnet18_ms"), res["non_neuron_nodes"]
+    assert not any(n.op in ("quantize", "planes") for n in graph.nodes)
+    if sites != "none":  # SpikingReLU sites feed their consumers through threshold units
+        assert any(n.op == "threshold" and n.attrs["role"] == "level" for n in graph.nodes)
 
 
 @pytest.mark.parametrize(("name", "neuron", "coding"), [
@@ -96,9 +102,11 @@ def test_bitplane_input_is_exact_and_all_binary(name: str, neuron: str, coding: 
     graph = convert_model(model, spec, coding=coding)
     res = verify_models(model, graph, [Batch(hyb_in, pix)])
     assert res["max_abs_logit_diff"] <= LOGIT_TOLERANCE and res["argmax_agreement"] == 1.0
-    assert res["spike_flips"] == 0
+    assert res["spike_flips"] == 0 and res["certificate"]["certified"]
     assert res["binary_inputs"] and res["analog_input_layers"] == []
     assert res["macs"] == 0.0 and res["sops"] > 0  # even the first layer only accumulates
+    pixel_units = [n for n in graph.nodes if n.op == "threshold" and n.inputs[0] == "input"]
+    assert len(pixel_units) == 8  # the pixels' bit planes come from threshold units
     first = graph.synaptic()[0]
     if first.op == "conv" and any(first.attrs["padding"]):
         bias_map = first.tensors["bias_map"]
@@ -106,23 +114,28 @@ def test_bitplane_input_is_exact_and_all_binary(name: str, neuron: str, coding: 
         assert float((bias_map - bias_map[:, 1:2, 1:2]).abs().max()) > 0.0
 
 
-def test_unary_and_bitplane_planes_counts() -> None:
+def test_unary_and_bitplane_unit_counts() -> None:
     model, shape = make_hybrid("sdsnn", "lif_hard", "all")
     for coding, planes in (("bitplane", LEVELS.bit_length()), ("unary", LEVELS)):
         graph = convert_model(model, InputSpec(shape, T), coding=coding)
-        counts = [n.attrs["planes"] for n in graph.nodes if n.op == "planes"]
-        assert counts and all(p == planes for p in counts)
+        per_site: dict[str, int] = {}
+        for n in graph.nodes:
+            if n.op == "threshold":
+                per_site[n.attrs["site"]] = per_site.get(n.attrs["site"], 0) + 1
+        assert set(per_site) == {"sn1", "sn2", "sn3"} and set(per_site.values()) == {planes}
         x = random_input(shape, seed=4)
         torch.testing.assert_close(ConvertedModel(graph)(x), model(x), rtol=0.0, atol=LOGIT_TOLERANCE)
 
 
-def test_sew_sums_become_integer_planes() -> None:
-    """SEW adds of spikes are integer (0..M) and reach the next layer only through binary planes."""
+def test_sew_sums_become_integer_units() -> None:
+    """SEW adds of spikes are integer (0..M) and reach the next layer only through threshold units."""
     model, shape = make_hybrid("resnet19_sew", "lif_hard", "none")
     graph = convert_model(model, InputSpec(shape, T))
     adds = [n for n in graph.nodes if n.op == "add"]
-    planes = [n for n in graph.nodes if n.op == "planes"]
-    assert adds and planes
-    assert max(p.attrs["max_level"] for p in planes) >= 3  # sums of sums of spikes grow
+    units = [n for n in graph.nodes if n.op == "threshold" and n.attrs["role"] == "count"]
+    assert adds and units
+    assert max(u.attrs["levels"] for u in units) >= 3  # sums of sums of spikes grow
+    unary = convert_model(model, InputSpec(shape, T), coding="unary")  # unary: the spike terms stay apart
+    assert not any(n.op in ("add", "threshold") for n in unary.nodes)
     x = random_input(shape, seed=8)
     torch.testing.assert_close(ConvertedModel(graph)(x), model(x), rtol=0.0, atol=LOGIT_TOLERANCE)

@@ -24,8 +24,10 @@ from spikeforge.reparam import (
     save_graph,
     verify_models,
 )
-from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear
+from spikeforge.reparam.fold import fold_avgpool_into_conv, fold_bn, fold_pools_into_linear, pool_kernel
+from spikeforge.reparam.graph import ConvertedGraph, Node
 from spikeforge.reparam.planes import from_planes, plane_count, to_planes
+from spikeforge.runtime import EventRuntime
 
 F64 = torch.float64
 TOL = 1e-12
@@ -65,7 +67,8 @@ def test_fold_avgpool_into_conv(size: tuple[int, int], stride: int, padding: int
     pool = torch.nn.AvgPool2d(2)
     x = torch.randn(2, 3, *size, dtype=F64)
     ref = conv(pool(x))
-    w, geom = fold_avgpool_into_conv(conv.weight.detach(), conv, pool, size)
+    w, geom = fold_avgpool_into_conv(conv.weight.detach(), pool_kernel(pool, size), [stride] * 2, [padding] * 2,
+                                     [1, 1], size)
     crop = x[..., : geom["crop"][0], : geom["crop"][1]]
     got = F.conv2d(crop, w, None, geom["stride"], geom["padding"], geom["dilation"])
     torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
@@ -80,7 +83,8 @@ def test_fold_pools_into_linear() -> None:
     for op in ops:
         ref = op(ref)
     ref = ref @ w.t()
-    got = x.flatten(2) @ fold_pools_into_linear(w, ops, shape).t()
+    kernels = [pool_kernel(ops[0], (6, 6)), pool_kernel(ops[1], (3, 3))]
+    got = x.flatten(2) @ fold_pools_into_linear(w, kernels, shape).t()
     torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
 
 
@@ -96,16 +100,16 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_binary_check_catches_a_non_binary_layer() -> None:
-    """Rewire one synaptic layer to read the integer levels instead of their planes: it is named."""
+    """Rewire one synaptic layer to read a site's real input instead of its threshold units: it is named."""
     model, shape = make_hybrid("sdsnn", "lif_hard", "all")
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=6)
     assert check_binary_inputs(graph, x) == []
-    victim = next(n for n in graph.synaptic() if graph.node(n.inputs[0]).op == "planes")
-    planes = graph.node(victim.inputs[0])
-    victim.inputs = [planes.inputs[0]]  # the quantize node: integer levels 0..L
-    p = planes.attrs["planes"]
-    victim.tensors["weight"] = victim.tensors["weight"].chunk(p, dim=1)[0]
+    victim = next(n for n in graph.synaptic() if graph.node(n.inputs[0]).op == "threshold")
+    units = len(victim.inputs)
+    victim.inputs = [graph.node(victim.inputs[0]).inputs[0]]  # the membrane the units read
+    victim.attrs["sources"] = victim.attrs["sources"][:1]
+    victim.tensors["weight"] = victim.tensors["weight"].chunk(units, dim=1)[0]
     assert check_binary_inputs(graph, x) == [victim.name]
 
 
@@ -144,3 +148,26 @@ def test_verifier_reports_a_changed_spike() -> None:
     res = verify_models(model, graph, [Batch(x, x)])
     assert res["site_mismatches"][victim.name] > 0 and res["spike_flips"] > 0
     assert res["max_abs_logit_diff"] > 1e-9 and not res["exact"]
+
+
+def test_format1_graphs_still_load_and_run(tmp_path: Path) -> None:
+    """A converted directory of format 1 (quantize + planes nodes) runs as before and is reported non-neuron."""
+    gen = torch.Generator().manual_seed(0)
+    w1, b1 = torch.randn(5, 4, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64)
+    w2 = torch.randn(3, 5, generator=gen, dtype=F64)
+    step, levels = 0.5, 3
+    nodes = [Node("input", "input", [], {"encoding": "analog", "shape": [4]}),
+             Node("fc1", "linear", ["input"], {}, {"weight": w1, "bias": b1}),
+             Node("sr", "quantize", ["fc1"], {"step": step, "levels": levels}),
+             Node("sr:planes", "planes", ["sr"], {"coding": "bitplane", "max_level": levels, "planes": 2}),
+             Node("fc2", "linear", ["sr:planes"], {}, {"weight": torch.cat([step * w2, 2 * step * w2], 1)}),
+             Node("output", "output", ["fc2"], {"scales": [1.0]})]
+    save_graph(ConvertedGraph(nodes, {"format": "spikeforge.converted/1"}), tmp_path)
+    assert '"spikeforge.converted/1"' in (tmp_path / "graph.json").read_text()
+    graph = load_graph(tmp_path)
+    x = torch.randn(2, 3, 4, generator=gen, dtype=F64)
+    ref = (step * torch.round((x @ w1.t() + b1) / step).clamp(0, levels)) @ w2.t()
+    torch.testing.assert_close(ConvertedModel(graph)(x), ref, rtol=0, atol=TOL)
+    y, _ = EventRuntime(graph).run(x)
+    torch.testing.assert_close(y, ref, rtol=0, atol=TOL)
+    assert graph.non_neuron() == ["sr", "sr:planes"]

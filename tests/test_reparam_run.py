@@ -61,11 +61,13 @@ def test_convert_and_verify_api(run_dir: Path, tmp_path: Path) -> None:
     graph = convert_run(run_dir, out, input_encoding="bitplane")
     assert (out / "graph.json").is_file() and (out / "model.safetensors").is_file()
     assert load_graph(out).meta["source"]["run_dir"] == str(run_dir.resolve())
-    assert graph.input.attrs["encoding"] == "bitplane"
+    assert graph.meta["input_encoding"] == "bitplane" and graph.input.attrs["encoding"] == "pixels"
     res = verify(out, batch_size=20)
     assert res["samples"] == TEST_SAMPLES
     assert res["max_abs_logit_diff"] <= 1e-9 and res["argmax_agreement"] == 1.0 and res["binary_inputs"]
     assert res["macs"] == 0.0  # bitplane input: no MAC anywhere
+    assert res["neuron_only"] and res["certificate"]["certified"] and res["input_encoding"] == "bitplane"
+    assert res["batch_size"] == 20 and res["peak_rss_mb"] > 0
     e = res["energy"]
     assert e["converted"]["energy_pj"] == pytest.approx(res["sops"] * 0.9)
     assert e["ann"]["macs"] > 0 and e["snn"]["sops"] > 0 and e["hybrid"]["macs"] > 0
@@ -81,8 +83,9 @@ def test_cli_convert_verify_json(run_dir: Path, tmp_path: Path, capsys: pytest.C
     for key in ("max_abs_logit_diff", "argmax_agreement", "binary_inputs", "accuracy", "sops", "macs",
                 "energy_pj"):
         assert key in res
-    assert res["binary_inputs"] and res["argmax_agreement"] == 1.0 and res["max_abs_logit_diff"] <= 1e-9
-    assert res["macs"] > 0 and res["analog_input_layers"] == ["conv1"]  # the analog first layer
+    assert res["binary_hidden_inputs"] and res["argmax_agreement"] == 1.0 and res["max_abs_logit_diff"] <= 1e-9
+    assert not res["binary_inputs"] and res["first_non_binary"] == "conv1"  # the analog first layer, named
+    assert res["macs"] > 0 and res["analog_input_layers"] == ["conv1"]
     assert main(["verify", str(out), "--no-snn", "--limit", "10"]) == 0
     text = capsys.readouterr().out
     assert "verification: PASS" in text and "| conv1 |" in text

@@ -69,6 +69,8 @@ def test_runtime_equals_dense_and_counts_equal_verifier(name: str, encoding: str
         else:
             assert count.accumulations == pytest.approx(sops[key], rel=1e-12)
     res = verify_models(model, graph, [Batch(xh, xc)])
+    assert sum(report.unit_events.values()) > 0  # the threshold units' lateral / edge events are counted
+    assert sum(report.unit_events.values()) == pytest.approx(res["unit_sops"] * B, rel=1e-12)
     assert report.accumulations == pytest.approx(res["sops"] * B, rel=1e-12)
     assert report.macs == pytest.approx(res["macs"] * B, rel=1e-12)
     assert res["exact"]

@@ -4,11 +4,31 @@ Each class subclasses the matching ``torch.nn`` layer, so weights keep their usu
 (``conv1.weight``) and shapes; only ``forward`` changes. Batch norm therefore computes its
 statistics over T·B samples (shared across time); dropout draws one mask per sample that is
 shared across all time steps.
+
+Folding is a view, never a copy: ``[T, B, C, H, W] -> [T·B, C, H, W]`` merges two adjacent
+dimensions, which is free for contiguous and for channels-last steps alike.
+
+Memory format: in training mode :class:`Conv2d` computes its output in ``memory_format`` (an
+attribute, default contiguous; :func:`set_memory_format` sets it for a whole model). In
+``channels_last`` the activations are NHWC in memory while shapes stay ``[T, B, C, H, W]``;
+batch norm, the neurons (which run on the contiguous NHWC view), pooling and the next
+convolution keep that layout, so oneDNN runs its native NHWC kernels and no layer reorders.
+Weights keep their usual contiguous layout (state dicts, exports and reparameterization see no
+difference). In eval mode the activations are contiguous, the layout the analysis tools
+(``energy.count_ops`` follows pooled spike counts by storage, ``verify``, ``convert``) expect.
+
+Time-invariant inputs: a ``[T, B, ...]`` input that is one step expanded over T (stride 0 along
+T, e.g. ``x.expand(T, ...)`` for direct encoding) is convolved once and the output expanded
+again; autograd sums the T gradients before the single convolution backward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,7 +39,7 @@ def fold(x: torch.Tensor) -> torch.Tensor:
 
 def unfold(y: torch.Tensor, time_steps: int) -> torch.Tensor:
     """``[T·B, ...] -> [T, B, ...]``."""
-    return y.unflatten(0, (time_steps, -1))
+    return y.reshape(time_steps, -1, *y.shape[1:])
 
 
 def _time_distributed(base: type[nn.Module]) -> type[nn.Module]:
@@ -33,10 +53,91 @@ def _time_distributed(base: type[nn.Module]) -> type[nn.Module]:
     return TimeDistributed
 
 
-Conv2d = _time_distributed(nn.Conv2d)
+MEMORY_FORMATS: dict[str, torch.memory_format] = {
+    "channels_last": torch.channels_last,
+    "contiguous": torch.contiguous_format,
+}
+
+
+class Conv2d(nn.Conv2d):
+    """Time-distributed ``nn.Conv2d`` over ``[T, B, ...]`` inputs, output in ``memory_format``."""
+
+    memory_format: torch.memory_format = torch.contiguous_format
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[0]
+        if steps > 1 and x.stride(0) == 0:  # one step expanded over T: convolve it once
+            y = self._conv(x[0])
+            return y.unsqueeze(0).expand(steps, *y.shape)
+        return unfold(self._conv(fold(x)), steps)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = self.memory_format if self.training else torch.contiguous_format
+        # oneDNN picks the output layout from the input's, and a 1-channel input is both layouts
+        return super().forward(x.contiguous(memory_format=fmt)).contiguous(memory_format=fmt)
+
+
+def set_memory_format(model: nn.Module, name: str) -> nn.Module:
+    """Make every time-distributed :class:`Conv2d` of ``model`` compute in ``name``'s layout."""
+    try:
+        fmt = MEMORY_FORMATS[name]
+    except KeyError:
+        raise ValueError(f"model.memory_format must be one of {sorted(MEMORY_FORMATS)}, got {name!r}") from None
+    for m in model.modules():
+        if isinstance(m, Conv2d):
+            m.memory_format = fmt
+    return model
+
+
 BatchNorm2d = _time_distributed(nn.BatchNorm2d)
 BatchNorm1d = _time_distributed(nn.BatchNorm1d)
-AvgPool2d = _time_distributed(nn.AvgPool2d)
+
+
+class _BlockMean(torch.autograd.Function):
+    """Mean over non-overlapping ``k×k`` blocks (``avg_pool2d`` with stride = kernel, no padding).
+
+    Backward spreads ``∂y/k²`` over each block with one strided copy, written straight into the
+    input's layout whatever the layout of the incoming gradient (aten's ``avg_pool2d_backward``
+    costs ~3× more when the two differ, as they do between a channels-last pool and a flatten).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.k = k
+        ctx.shape = x.shape
+        ctx.channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return F.avg_pool2d(x, k)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        k = ctx.k
+        n, c, h, w = ctx.shape
+        h2, w2 = g.shape[-2:]
+        scaled = g * (1.0 / (k * k))
+        if ctx.channels_last:  # build [N, H2, k, W2, k, C] from the NHWC view, hand back NCHW strides
+            blocks = scaled.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, h2, k, w2, k, c)
+            out = blocks.reshape(n, h2 * k, w2 * k, c).permute(0, 3, 1, 2)
+        else:
+            out = scaled[:, :, :, None, :, None].expand(n, c, h2, k, w2, k).reshape(n, c, h2 * k, w2 * k)
+        if out.shape[-2:] != (h, w):  # odd sizes: the last row/column took no part in the forward
+            out = F.pad(out, (0, w - w2 * k, 0, h - h2 * k))
+        return out, None
+
+
+_block_mean: Callable[[torch.Tensor, int], torch.Tensor] = _BlockMean.apply  # typed entry point
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """Time-distributed ``nn.AvgPool2d``; non-overlapping unpadded pools use :class:`_BlockMean`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, stride = self.kernel_size, self.stride
+        if not (isinstance(k, int) and stride in (k, (k, k), None) and self.padding in (0, (0, 0))
+                and not self.ceil_mode and self.divisor_override is None and x.dim() == 5):
+            return unfold(super().forward(fold(x)), x.shape[0])
+        return unfold(_block_mean(fold(x), k), x.shape[0])
+
+
 MaxPool2d = _time_distributed(nn.MaxPool2d)
 AdaptiveAvgPool2d = _time_distributed(nn.AdaptiveAvgPool2d)
 

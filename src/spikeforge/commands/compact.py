@@ -15,13 +15,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="new run directory for the compacted model")
     p.add_argument("--data", default=None, help="dataset folder (default: as recorded in the run's recipe)")
     p.add_argument("--samples", type=int, default=256, help="test samples used to verify the outputs")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="test samples per batch (peak memory grows with this, not with --samples)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..develop.compact import compact_run
 
-    rep = compact_run(args.run_dir, args.out, args.data, args.samples)
+    rep = compact_run(args.run_dir, args.out, args.data, args.samples, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(rep, sort_keys=True))
         return 0

@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"converted {args.run_dir} -> {args.out}: {len(graph.nodes)} nodes "
           f"({', '.join(f'{k} {v}' for k, v in ops.items())}); coding {args.coding}, "
           f"input {args.input_encoding}")
+    others = graph.non_neuron()
+    print("only synapses, neurons, threshold units, sum pools and sums: exportable to NIR (spikeforge export)"
+          if not others else f"not neuron-only: {', '.join(others)} (max pool of a real value; no NIR export)")
     if args.input_encoding == "analog":
         from ..train.rundir import RunDir, stored_recipe
 

@@ -32,7 +32,7 @@ def evaluate_run(run_dir: str, data_root: str | None = None, device: str = "auto
     r = loaded.recipe
     splits = loaded.load_data(data_root)
     res = evaluate_model(loaded.model, splits.test, splits.info, r.data, batch_size or r.train.eval_batch_size,
-                         dev, r.train.amp, r.train.seed, r.train.loss)
+                         dev, r.train.precision, r.train.seed, r.train.loss)
     res.update({"run_dir": str(run_dir), "recipe": r.name, "dataset": splits.info.name,
                 "epoch": loaded.meta.get("epoch")})
     return res

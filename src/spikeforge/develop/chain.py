@@ -1,29 +1,29 @@
 """Which units survive where, in a chain model, and how to rebuild its layers smaller.
 
 A *chain* model is a ``nn.Sequential`` whose children are synaptic layers (Conv2d, Linear),
-batch norms, sites, pools, flatten and dropout (``sdsnn_convnet``, ``cifar_convnet``, VGG).
-Keeping output units ``K_l`` of synaptic layer ``l`` keeps
+batch norms, sites, pools, flatten and dropout (``sdsnn_convnet``, ``cifar_convnet``, VGG). The plan is
+computed by the model walker shared with the converter and the NIR export
+(:class:`spikeforge.reparam.walk.ModelWalker`), carrying the kept indices along the activations'
+channel/feature axis. Keeping output units ``K_l`` of synaptic layer ``l`` keeps
 
 - rows ``K_l`` of its weight and bias, the channels ``K_l`` of the batch norm that follows;
 - input columns of the next synaptic layer: ``K_l`` for a conv; through ``Flatten`` a kept
   channel ``c`` keeps its whole ``H×W`` block ``[c·HW, (c+1)·HW)`` (``HW = in_features / C``).
 
 The same plan rebuilds a compacted model from the per-layer widths in ``develop.widths``
-(``K_l = {0..width−1}`` after compaction renumbers the kept units).
+(``K_l = {0..width−1}`` after compaction renumbers the kept units). Residual blocks are refused:
+removing a unit there would have to remove it from every branch of the sum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .. import layers as L
-from ..neurons import Site
-
-PASS_THROUGH: tuple[type[nn.Module], ...] = (Site, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
-                                             L.Dropout, nn.Dropout, nn.Identity)
+from ..models import BasicBlock, replace_module
+from ..reparam.walk import ModelWalker
 
 
 @dataclass
@@ -37,53 +37,88 @@ class Step:
     out_idx: torch.Tensor | None = None
 
 
-def chain_children(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The children of a chain model; raises ``NotImplementedError`` for other structures."""
-    if not isinstance(model, nn.Sequential):
-        raise NotImplementedError(f"compaction supports chain (nn.Sequential) models, "
-                                  f"got {type(model).__name__}")
-    allowed = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, L.Flatten, *PASS_THROUGH)
-    out = list(model.named_children())
-    for name, m in out:
-        if not isinstance(m, allowed):
-            raise NotImplementedError(f"compaction supports chain models only: child {name!r} is a "
-                                      f"{type(m).__name__} (residual models cannot be compacted)")
+@dataclass
+class Axis:
+    """The walker's value: kept indices along the activations' channel/feature axis (None: all)."""
+
+    idx: torch.Tensor | None = None
+    channels: int = 0  # original size of that axis
+    flattened: bool = False
+
+
+@dataclass
+class Planner(ModelWalker[Axis]):
+    """Records a :class:`Step` per leaf, in forward order."""
+
+    keep: dict[str, torch.Tensor]
+    steps: list[Step] = field(default_factory=list)
+
+    def block(self, blk: BasicBlock, x: Axis, path: str) -> Axis:
+        raise NotImplementedError(f"compaction supports chain models only: {path!r} is a residual block "
+                                  "(residual models cannot be compacted)")
+
+    def synapse(self, m: nn.Module, val: Axis, path: str) -> Axis:
         if isinstance(m, nn.Conv2d) and m.groups != 1:
-            raise NotImplementedError(f"compaction does not support grouped convolutions ({name})")
-    return out
+            raise NotImplementedError(f"compaction does not support grouped convolutions ({path})")
+        fan_in, fan_out = layer_sizes(m)
+        if val.idx is None:
+            in_idx = torch.arange(fan_in)
+        elif val.flattened and fan_in != val.channels:
+            if fan_in % val.channels:
+                raise ValueError(f"{path}: {fan_in} inputs are not a multiple of {val.channels} channels")
+            block = fan_in // val.channels
+            in_idx = (val.idx[:, None] * block + torch.arange(block)).flatten()
+        else:
+            in_idx = val.idx
+        out_idx = self.keep.get(path, torch.arange(fan_out))
+        self.steps.append(Step(path, m, "synapse", in_idx, out_idx))
+        return Axis(out_idx, fan_out, False)
+
+    def batchnorm(self, m: nn.Module, val: Axis, path: str) -> Axis:
+        self.steps.append(Step(path, m, "norm", val.idx, val.idx))
+        return val
+
+    def _other(self, m: nn.Module, val: Axis, path: str) -> Axis:
+        self.steps.append(Step(path, m, "other"))
+        return val
+
+    skip = neuron = spiking_relu = unknown_site = avgpool = maxpool = _other
+
+    def flatten(self, m: nn.Module, val: Axis, path: str) -> Axis:
+        self.steps.append(Step(path, m, "other"))
+        return Axis(val.idx, val.channels, True)
+
+
+def layer_sizes(m: nn.Module) -> tuple[int, int]:
+    """``(inputs, outputs)`` of a conv (channels) or linear (features) layer."""
+    if isinstance(m, nn.Conv2d):
+        return m.in_channels, m.out_channels
+    if isinstance(m, nn.Linear):
+        return m.in_features, m.out_features
+    raise TypeError(f"not a synaptic layer: {type(m).__name__}")
+
+
+def _plan(model: nn.Module, keep: dict[str, torch.Tensor]) -> list[Step]:
+    if not isinstance(model, nn.Sequential):
+        raise NotImplementedError(f"compaction supports chain (nn.Sequential) models, got {type(model).__name__}")
+    planner = Planner(keep)
+    planner.walk(model, Axis())
+    return planner.steps
+
+
+def chain_children(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The leaves of a chain model in order; raises ``NotImplementedError`` for other structures."""
+    return [(s.name, s.module) for s in _plan(model, {})]
 
 
 def index_plan(model: nn.Module, keep: dict[str, torch.Tensor]) -> list[Step]:
     """Kept input/output indices of every child, given kept output units per synaptic layer."""
-    steps: list[Step] = []
-    cur: torch.Tensor | None = None  # kept indices along the activations' channel/feature axis
-    channels = 0  # original size of that axis
-    flattened = False
-    children = chain_children(model)
-    last_synapse = [n for n, m in children if isinstance(m, nn.Conv2d | nn.Linear)][-1]
-    for name, m in children:
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            fan_in = m.in_channels if isinstance(m, nn.Conv2d) else m.in_features
-            if cur is None:
-                in_idx = torch.arange(fan_in)
-            elif flattened and fan_in != channels:
-                if fan_in % channels:
-                    raise ValueError(f"{name}: {fan_in} inputs are not a multiple of {channels} channels")
-                block = fan_in // channels
-                in_idx = (cur[:, None] * block + torch.arange(block)).flatten()
-            else:
-                in_idx = cur
-            fan_out = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-            out_idx = keep.get(name, torch.arange(fan_out))
-            if name == last_synapse and len(out_idx) != fan_out:
-                raise ValueError(f"{name} is the output layer; its units cannot be removed")
-            steps.append(Step(name, m, "synapse", in_idx, out_idx))
-            cur, channels, flattened = out_idx, fan_out, False
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            steps.append(Step(name, m, "norm", cur, cur))
-        else:
-            flattened = flattened or isinstance(m, L.Flatten)
-            steps.append(Step(name, m, "other"))
+    steps = _plan(model, keep)
+    synapses = [s for s in steps if s.kind == "synapse"]
+    last = synapses[-1]
+    assert last.out_idx is not None
+    if len(last.out_idx) != layer_sizes(last.module)[1]:
+        raise ValueError(f"{last.name} is the output layer; its units cannot be removed")
     return steps
 
 
@@ -105,7 +140,7 @@ def smaller_like(m: nn.Module, n_in: int, n_out: int) -> nn.Module:
 
 def resize(model: nn.Module, widths: dict[str, int]) -> list[Step]:
     """Replace the layers of ``model`` (in place) by smaller ones with the given output widths."""
-    names = {n for n, _ in model.named_children()}
+    names = {n for n, _ in model.named_modules()}
     unknown = sorted(set(widths) - names)
     if unknown:
         raise ValueError(f"develop.widths names unknown layers {unknown}")
@@ -116,9 +151,9 @@ def resize(model: nn.Module, widths: dict[str, int]) -> list[Step]:
         m = s.module
         n_in, n_out = len(s.in_idx), len(s.out_idx)
         if s.kind == "norm":
-            if n_out != m.num_features:
-                setattr(model, s.name, smaller_like(m, n_in, n_out))
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and n_out != m.num_features:
+                replace_module(model, s.name, smaller_like(m, n_in, n_out))
             continue
-        if m.weight.shape[:2] != (n_out, n_in):  # type: ignore[index]
-            setattr(model, s.name, smaller_like(m, n_in, n_out))
+        if layer_sizes(m) != (n_in, n_out):
+            replace_module(model, s.name, smaller_like(m, n_in, n_out))
     return steps

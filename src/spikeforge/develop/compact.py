@@ -26,6 +26,8 @@ test inputs and reports ``max_abs_output_diff``.
 from __future__ import annotations
 
 import copy
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +47,8 @@ from .masking import MASK_BUFFERS, alive_neurons, is_masked
 from .rules import OWNED_BUFFERS
 
 REPORT = "compact.json"
+DEFAULT_BATCH = 64  # test samples per batch when verifying: the peak memory depends on this, not on --samples
+KIB_PER_MIB = 1024.0  # ru_maxrss is in KiB on Linux
 NORM_CHANNEL_KEYS = ("weight", "bias", "running_mean", "running_var")
 DEV_BUFFERS = MASK_BUFFERS + OWNED_BUFFERS  # development state, not part of the compacted model
 
@@ -80,13 +84,6 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
-def max_output_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
-    """``max |a(x) − b(x)|`` with both models and the input in float64 (models are restored)."""
-    a64, b64 = copy.deepcopy(a).double().eval(), copy.deepcopy(b).double().eval()
-    return float((a64(x.double()) - b64(x.double())).abs().max())
-
-
 def ops_summary(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """SOPs, MACs and energy (pJ) per sample from :func:`spikeforge.energy.count_ops`."""
     from ..energy import count_ops
@@ -109,6 +106,54 @@ def encoded_test_inputs(recipe: Recipe, data_root: str | Path | None, samples: i
     return prepare_batch(ds.x, splits.info, recipe.data, None, gen, train=False), ds.y
 
 
+def encoded_test_batches(recipe: Recipe, data_root: str | Path | None, samples: int, batch_size: int,
+                         splits: Any = None, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``samples`` test samples, encoded ``[T, B, ...]``, ``batch_size`` at a time (one generator)."""
+    from ..data import load_dataset
+    from ..data.encode import prepare_batch
+
+    splits = splits or load_dataset(recipe.data, data_root)
+    ds = splits.test.subset(samples)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(0, len(ds), batch_size):
+        yield prepare_batch(ds.x[i:i + batch_size], splits.info, recipe.data, None, gen, train=False), \
+            ds.y[i:i + batch_size]
+
+
+@torch.no_grad()
+def compare_in_batches(src: nn.Module, dst: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                       count_energy: bool) -> dict[str, Any]:
+    """Max |output difference| (float64), sample accuracies and ops of both models, batch by batch.
+
+    Only one batch is in memory at a time, so the peak does not grow with the number of samples.
+    """
+    from ..energy import OpsCounter
+
+    a64, b64 = copy.deepcopy(src).double().eval(), copy.deepcopy(dst).double().eval()
+    counters = [OpsCounter(a64), OpsCounter(b64)] if count_energy else []
+    for c in counters:
+        c.__enter__()
+    diff, n, correct = 0.0, 0, [0, 0]
+    try:
+        for x, y in batches:
+            ya, yb = a64(x.double()), b64(x.double())
+            diff = max(diff, float((ya - yb).abs().max()))
+            for i, out in enumerate((ya, yb)):
+                correct[i] += int((time_average(out).argmax(-1) == y).sum())
+            n += int(y.shape[0])
+    finally:
+        for c in counters:
+            c.__exit__()
+    rep: dict[str, Any] = {"max_abs_output_diff": diff, "samples": n,
+                           "sample_accuracy_before": correct[0] / max(1, n),
+                           "sample_accuracy_after": correct[1] / max(1, n)}
+    for tag, c in zip(("ops_before", "ops_after"), counters, strict=False):
+        r = c.report()
+        rep[tag] = {"sops": r.sops, "macs": r.macs, "energy_pj": r.energy_pj, "event_sops": r.event_sops,
+                    "event_energy_pj": r.event_energy_pj}
+    return rep
+
+
 def write_compacted(src_recipe: Recipe, src_meta: dict[str, Any], widths: dict[str, int],
                     state: dict[str, torch.Tensor], out_dir: Path, source: str) -> nn.Module:
     """Write the compacted run directory; returns its model (built the way ``load_run`` builds it)."""
@@ -125,7 +170,8 @@ def write_compacted(src_recipe: Recipe, src_meta: dict[str, Any], widths: dict[s
 
 
 def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path | None = None,
-                samples: int = 256, splits: Any = None, count_energy: bool = True) -> dict[str, Any]:
+                samples: int = 256, splits: Any = None, count_energy: bool = True,
+                batch_size: int = DEFAULT_BATCH) -> dict[str, Any]:
     """Compact a developed run into ``out_dir`` and verify it; returns (and saves) the report."""
     src_dir, out = Path(run_dir), Path(out_dir)
     if out.resolve() == src_dir.resolve():
@@ -138,21 +184,16 @@ def compact_run(run_dir: str | Path, out_dir: str | Path, data_root: str | Path 
     out.mkdir(parents=True, exist_ok=True)
     write_compacted(src.recipe, src.meta, widths, state, out, str(src_dir))
     dst = load_run(out, "cpu")  # exactly what evaluate / convert will see
-    x, y = encoded_test_inputs(src.recipe, data_root, samples, splits or src.load_data(data_root),
-                               src.recipe.train.seed)
-    before = {n: int(weight(m).shape[0]) for n, m in src.model.named_children() if n in widths}
+    batches = encoded_test_batches(src.recipe, data_root, samples, batch_size, splits or src.load_data(data_root),
+                                   src.recipe.train.seed)
+    before = {n: int(weight(m).shape[0]) for n, m in src.model.named_modules() if n in widths}
     report: dict[str, Any] = {
         "run_dir": str(src_dir), "out_dir": str(out), "widths_before": before, "widths_after": widths,
         "params_before": param_count(src.model), "params_after": param_count(dst.model),
-        "max_abs_output_diff": max_output_diff(src.model, dst.model, x), "samples": int(y.shape[0]),
+        **compare_in_batches(src.model, dst.model, batches, count_energy), "batch_size": batch_size,
         "spikeforge": __version__,
     }
     report["compression_rate"] = 1.0 - report["params_after"] / max(1, report["params_before"])
-    with torch.no_grad():
-        for tag, m in (("before", src.model), ("after", dst.model)):
-            pred = time_average(m(x)).argmax(-1)
-            report[f"sample_accuracy_{tag}"] = int((pred == y).sum()) / max(1, int(y.shape[0]))
-    if count_energy:
-        report["ops_before"], report["ops_after"] = ops_summary(src.model, x), ops_summary(dst.model, x)
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
     RunDir(out).write_json_artifact(REPORT, report)
     return report

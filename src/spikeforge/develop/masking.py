@@ -72,7 +72,7 @@ class _MaskedSynapse:
         return masked(self.bias, alive_neurons(self.weight_mask))
 
 
-class MaskedConv2d(_MaskedSynapse, L.Conv2d):  # type: ignore[misc, valid-type]
+class MaskedConv2d(_MaskedSynapse, L.Conv2d):
     """Time-distributed conv whose forward uses ``W ⊙ M``."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,  # noqa: A002

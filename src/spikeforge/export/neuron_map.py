@@ -20,12 +20,10 @@ Matching the coefficients term by term gives the export:
     LIF (a ≠ 1):  τ = dt / (1 − a),   R = b · τ / dt,   v_leak = c · τ / dt   (needs a < 1)
     IF  (a = 1):  R = b / dt                                               (needs c = 0)
 
-and ``v_threshold = θ``, ``v_reset = v_reset``. Two differences remain, both documented in
-``docs/export.md``:
-
-- threshold comparison: spikeforge fires at ``h ≥ θ``, NIR at ``v > θ``; they differ only when a
-  membrane lands exactly on the threshold;
-- soft reset (``v ← h − θ``, ``v_reset = None``) has no NIR equivalent: such neurons are refused.
+and ``v_threshold = θ``, ``v_reset = v_reset``. spikeforge fires at ``h ≥ θ``, NIR at ``v > θ``: the
+graph writer (:mod:`.nir_graph`) stores ``nextafter(θ, −∞)``, the same comparison for floats of the
+exported precision. A soft reset (``v ← h − θ``, ``v_reset = None``) has no NIR equivalent: such
+neurons are refused (``docs/export.md``).
 
 A sequence starts from ``v_reset`` in spikeforge (recorded as ``v_init`` in the node metadata);
 NIR leaves the initial state to the consumer (0 or ``v_leak`` in practice, both equal to

@@ -1,28 +1,25 @@
-"""Export a trained chain SNN to a NIR graph (Neuromorphic Intermediate Representation).
+"""Export spikeforge models to NIR (Neuromorphic Intermediate Representation) from the converted graph.
 
 NIR (https://github.com/neuromorphs/nir; Pedersen et al., Nature Communications 2024) describes a
-network as a graph of time-continuous primitives that simulators and neuromorphic hardware import
-(Norse, snnTorch, Lava, Sinabs, SpiNNaker2, Xylo, ...). Shapes in NIR exclude batch and time.
+network as a graph of time-continuous primitives that simulators and neuromorphic hardware import.
+Every export goes through the one graph representation, :class:`spikeforge.reparam.ConvertedGraph`
+(:func:`spikeforge.reparam.convert_model`: pure SNNs, hybrids, developed and compacted runs,
+residual networks), which holds only synapses, neurons, threshold units, pools and sums, so each of
+its nodes maps onto NIR primitives (``docs/export.md`` has the table):
 
-A spikeforge model is an ``nn.Sequential`` of named, time-distributed children; the export walks
-them in order and emits one NIR node per child (named after it), chained by edges:
+    input    → Input  ([C, H, W]: one time step of the encoded input, or of 8-bit pixels)
+    conv     → per source: [AvgPool2d | SumPool2d] → Conv2d   (batch norm already folded)
+    linear   → per source: [AvgPool2d …] → Flatten → Affine
+    neuron   → LIF / IF (:mod:`.neuron_map`), fires at v ≥ θ (``v_threshold = nextafter(θ, −∞)``)
+    threshold→ LIF with τ = dt (memoryless) or Threshold; lateral synapses as weighted edges
+    sumpool  → SumPool2d / AvgPool2d (the OR of a max-pooled window of spikes, with the next unit)
+    add, output → the sum NIR forms at a node with several incoming edges (weights: :mod:`.nir_build`)
 
-    Input [C, H, W] → Conv2d / Affine / AvgPool2d / Flatten / LIF / IF … → Output
-
-- ``Conv2d`` + ``BatchNorm2d`` → one NIR ``Conv2d``, the batch norm folded with its running
-  statistics (eval mode): ``k = γ / √(σ² + ε)``, ``W' = k · W``, ``b' = k · (b − μ) + β``;
-- ``Linear`` → ``Affine`` (``y = W x + b``; a missing bias is exported as zeros);
-- ``AvgPool2d`` → ``AvgPool2d``; ``AdaptiveAvgPool2d`` → ``AvgPool2d`` with kernel = stride = input/output;
-- ``Flatten`` → ``Flatten(start_dim=0)`` (NIR shapes have no batch dimension);
-- spiking neurons → ``LIF`` / ``IF`` per :mod:`.neuron_map` (``dt`` is a parameter);
-- ``Dropout`` / ``Identity`` are skipped (inference).
-
-The last synaptic layer without a neuron after it is the readout: its ``Affine`` feeds ``Output``
-every time step, and spikeforge's decoding averages that output over the T steps (a consumer must
-do the same). Masked (structurally developed) layers export their effective weights ``W ⊙ M``.
-
-Refused with a ``ValueError`` naming the layer: max pooling (NIR has none), residual blocks,
-hybrid SpikingReLU sites, soft-reset neurons, and any other layer type.
+A synaptic node reading several binary sources (bit planes, SEW terms) becomes one synapse per
+source, all edged into the same consumers. A bias *map* (normalised-pixel input with zero padding)
+becomes the consuming neurons' per-neuron drive (LIF ``v_leak``, a threshold unit's ``v_leak`` / its
+threshold). Refused, naming the node: max pooling of real values (NIR has no max pool), soft reset,
+format-1 graphs (``quantize``/``planes``: reconvert), an IF neuron with a constant drive.
 """
 
 from __future__ import annotations
@@ -30,34 +27,29 @@ from __future__ import annotations
 import importlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn.modules.utils import _pair
 
 from .. import __version__
-from .. import layers as L
-from ..develop.masking import is_masked
-from ..models.resnet import BasicBlock
-from ..neurons import Site, SpikingNeuron
+from ..neurons import NeuronParams
+from ..reparam.executor import ConvertedModel
+from ..reparam.graph import ConvertedGraph, Node
+from ..reparam.synapse import pools_of
 from ..train.checkpoint import atomic_write_with
-from .neuron_map import DEFAULT_DT, nir_neuron
+from .neuron_map import nir_neuron
+from .nir_build import Builder, ExportOptions
 
 INSTALL_HINT = "pip install 'spikeforge[nir]'"
 INPUT_NODE = "input"
 OUTPUT_NODE = "output"
-NEURON_TYPES = ("LIF", "IF")
+NEURON_TYPES = ("LIF", "IF", "Threshold")
 SYNAPSE_TYPES = ("Conv2d", "Affine")
-NORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.BatchNorm1d)
-SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
-NUMPY_DTYPES: dict[torch.dtype, type[np.floating]] = {
-    torch.float16: np.float16, torch.bfloat16: np.float32, torch.float32: np.float32, torch.float64: np.float64,
-}
+Terms = list[tuple[str, float]]
 
 
 def import_nir() -> ModuleType:
@@ -69,261 +61,238 @@ def import_nir() -> ModuleType:
 
 
 @dataclass
-class Layer:
-    """One exported child: a module, plus the batch norm folded into it (if any)."""
+class Signal:
+    """An IR node's value as NIR sees it: ``Σ scale · node`` plus a constant per-element drive."""
 
-    name: str
-    module: nn.Module
-    norm: nn.Module | None = None
-    norm_name: str = ""
+    terms: Terms
+    drive: torch.Tensor | None = None
 
-
-@dataclass
-class Builder:
-    """The graph under construction: nodes, chain edges and the current (batch-free) shape."""
-
-    nir: ModuleType
-    dtype: np.dtype
-    dt: float
-    shape: tuple[int, ...]
-    nodes: dict[str, Any] = field(default_factory=dict)
-    edges: list[tuple[str, str]] = field(default_factory=list)
-    last: str = ""
-
-    def add(self, name: str, node: Any, shape: tuple[int, ...]) -> None:
-        if name in self.nodes:
-            raise ValueError(f"layer name {name!r} clashes with another NIR node; rename the layer")
-        self.nodes[name] = node
-        if self.last:
-            self.edges.append((self.last, name))
-        self.last, self.shape = name, shape
-
-    def array(self, t: torch.Tensor | np.ndarray) -> np.ndarray:
-        data = t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-        return np.ascontiguousarray(data, dtype=self.dtype)
-
-    def full(self, value: float) -> np.ndarray:
-        return np.full(self.shape, value, dtype=self.dtype)
+    def scaled(self, s: float) -> Signal:
+        return Signal([(n, s * w) for n, w in self.terms], None if self.drive is None else s * self.drive)
 
 
-Converter = Callable[[Builder, Layer], None]
+def _sum(signals: list[Signal], scales: list[float]) -> Signal:
+    terms: Terms = []
+    drive: torch.Tensor | None = None
+    for sig, sc in zip(signals, scales, strict=True):
+        part = sig.scaled(sc)
+        terms += part.terms
+        if part.drive is not None:
+            drive = part.drive if drive is None else drive + part.drive
+    return Signal(terms, drive)
 
 
-# ---------------------------------------------------------------- synapses
+class Translator:
+    """Walks a converted graph in order and emits NIR nodes (one dispatch table over the ops)."""
+
+    def __init__(self, graph: ConvertedGraph, options: ExportOptions) -> None:
+        self.graph, self.options = graph, options
+        self.bld = Builder(import_nir(), options)
+        self.signals: dict[str, Signal] = {}
+        self.shapes = node_shapes(graph)
+        self.ops: dict[str, Callable[[Node], Signal]] = {
+            "input": self.input, "conv": self.synapse, "linear": self.synapse, "neuron": self.neuron,
+            "threshold": self.threshold, "sumpool": self.sumpool, "add": self.add, "output": self.output}
+
+    def run(self) -> Builder:
+        for n in self.graph.nodes:
+            op = self.ops.get(n.op)
+            if op is None:
+                raise ValueError(refusal(n))
+            self.signals[n.name] = op(n)
+        return self.bld
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def inputs(self, node: Node) -> list[Signal]:
+        return [self.signals[i] for i in node.inputs]
+
+    def connect(self, sig: Signal, dst: str, gain: float = 1.0) -> None:
+        for src, w in sig.terms:
+            self.bld.connect(src, dst, w * gain)
+
+    # -- ops ---------------------------------------------------------------------------------------
+    def input(self, node: Node) -> Signal:
+        nir, shape = self.bld.nir, self.shapes[node.name]
+        self.bld.add(INPUT_NODE, nir.Input(input_type={"input": np.array(shape)}), shape)
+        return Signal([(INPUT_NODE, 1.0)])
+
+    def synapse(self, node: Node) -> Signal:
+        nir, bld, a = self.bld.nir, self.bld, node.attrs
+        if "in_shape" not in a:
+            raise ValueError(refusal(node))
+        w = node.tensors["weight"]
+        bias = node.tensors.get("bias", torch.zeros(w.shape[0], dtype=w.dtype))
+        pools = pools_of(node)
+        per_source = w.shape[1] // len(node.inputs)
+        terms: Terms = []
+        for j, src in enumerate(node.inputs):
+            (src_name, src_scale), = self.signals[src].terms
+            tag = "" if len(node.inputs) == 1 else f".{src}"
+            wj = w[:, j * per_source:(j + 1) * per_source] * src_scale
+            prev, shape = src_name, tuple(a["in_shape"])
+            for p in pools:
+                prev, shape, divisor = self.pool(f"{p.name}{tag}", prev, shape, p.kernel)
+                wj = wj / divisor
+            if node.op == "linear" and len(shape) == 3:
+                flat = bld.add(f"{a.get('flatten', 'flatten')}{tag}",
+                               nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1),
+                               (int(np.prod(shape)),))
+                bld.connect(prev, flat)
+                prev, shape = flat, (int(np.prod(shape)),)
+            bj = bias if j == 0 else torch.zeros_like(bias)
+            name = f"{node.name}{tag}"
+            if node.op == "conv":
+                syn = nir.Conv2d(input_shape=shape[1:], weight=bld.array(wj), stride=tuple(a["stride"]),
+                                 padding=tuple(a["padding"]), dilation=tuple(a["dilation"]), groups=1,
+                                 bias=bld.array(bj))
+                out_shape = tuple(int(s) for s in syn.output_type["output"])
+            else:
+                syn = nir.Affine(weight=bld.array(wj), bias=bld.array(bj))
+                out_shape = (int(wj.shape[0]),)
+            bld.add(name, syn, out_shape)
+            bld.connect(prev, name)
+            terms.append((name, 1.0))
+        return Signal(terms, node.tensors.get("bias_map"))
+
+    def pool(self, name: str, src: str, shape: tuple[int, ...],
+             kernel: tuple[int, int]) -> tuple[str, tuple[int, ...], float]:
+        nir = self.bld.nir
+        k = np.array(kernel)
+        node = (nir.SumPool2d if self.options.pool_node == "sum" else nir.AvgPool2d)(
+            kernel_size=k, stride=k, padding=np.array([0, 0]))
+        out = (shape[0], shape[1] // kernel[0], shape[2] // kernel[1])
+        self.bld.add(name, node, out)
+        self.bld.connect(src, name)
+        return name, out, float(kernel[0] * kernel[1]) if self.options.pool_node == "sum" else 1.0
+
+    def neuron(self, node: Node) -> Signal:
+        a, bld, nir = node.attrs, self.bld, self.bld.nir
+        shape = self.shapes[node.name]
+        x = self.inputs(node)[0]
+        params = NeuronParams(a["decay"], a["input_gain"], a["bias"], a["threshold"], a["v_reset"])
+        n = nir_neuron(node.name, params, self.options.dt)
+        c = torch.full(shape, float(a["bias"]), dtype=torch.float64)
+        if x.drive is not None:
+            if n.kind == "IF":
+                raise ValueError(f"neuron {node.name!r}: an integrate-and-fire neuron fed a per-position bias map "
+                                 "(normalised pixels with zero padding) has a constant drive NIR's IF cannot hold")
+            c = c + float(a["input_gain"]) * x.drive.to(c)
+        gain = n.r if self.options.unit_r else 1.0
+        r = bld.full(shape, 1.0 if self.options.unit_r else n.r)
+        theta = np.nextafter(bld.full(shape, n.v_threshold), -np.inf)  # v > θ' ⟺ v ≥ θ (spikeforge)
+        meta = {"v_init": n.v_init, "threshold_comparison": "v > v_threshold = nextafter(theta, -inf): v >= theta"}
+        if n.kind == "IF":
+            nir_node = nir.IF(r=r, v_threshold=theta, v_reset=bld.full(shape, n.v_reset), metadata=meta)
+        else:
+            tau_over_dt = n.tau / self.options.dt
+            nir_node = nir.LIF(tau=bld.full(shape, n.tau), r=r, v_leak=bld.array(c * tau_over_dt),
+                               v_threshold=theta, v_reset=bld.full(shape, n.v_reset), metadata=meta)
+        bld.add(node.name, nir_node, shape)
+        self.connect(x, node.name, gain)
+        return Signal([(node.name, 1.0)])
+
+    def threshold(self, node: Node) -> Signal:
+        a, bld, nir = node.attrs, self.bld, self.bld.nir
+        shape = self.shapes[node.name]
+        u = _sum(self.inputs(node), list(a["weights"]))
+        theta = float(a["threshold"])
+        if self.options.pool_node == "avg" and self.graph.node(node.inputs[0]).op == "sumpool":
+            k = self.graph.node(node.inputs[0]).attrs["kernel_size"]
+            theta /= float(np.prod(k if isinstance(k, list) else [k, k]))  # an AvgPool2d carries sum / window
+        drive = torch.zeros(shape, dtype=torch.float64) if u.drive is None else u.drive.to(torch.float64)
+        meta = {"unit": {k: a[k] for k in ("site", "role", "digit", "boundary", "tie", "code") if k in a},
+                "threshold_comparison": "u > threshold (strict)"}
+        if self.options.threshold_node == "threshold":
+            nir_node = nir.Threshold(threshold=bld.array(theta - drive), metadata=meta)
+        else:  # LIF with τ = dt: v = (1 − dt/τ)·v + (dt/τ)·(v_leak + R·I) = v_leak + I, no memory
+            nir_node = nir.LIF(tau=bld.full(shape, self.options.dt), r=bld.full(shape, 1.0),
+                               v_leak=bld.array(drive), v_threshold=bld.full(shape, theta),
+                               v_reset=bld.full(shape, 0.0), metadata=meta)
+        bld.add(node.name, nir_node, shape)
+        self.connect(u, node.name)
+        return Signal([(node.name, 1.0)])
+
+    def sumpool(self, node: Node) -> Signal:
+        a = node.attrs
+        if a.get("ceil_mode") or a.get("dilation", 1) not in (1, [1, 1]):
+            raise ValueError(f"max pool {a.get('site', node.name)!r}: ceil_mode / dilation have no NIR pooling")
+        pair = [(v if isinstance(v, list) else [v, v]) for v in (a["kernel_size"], a["stride"] or a["kernel_size"],
+                                                                 a["padding"])]
+        nir = self.bld.nir
+        node_cls = nir.SumPool2d if self.options.pool_node == "sum" else nir.AvgPool2d
+        self.bld.add(node.name, node_cls(kernel_size=np.array(pair[0]), stride=np.array(pair[1]),
+                                         padding=np.array(pair[2])), self.shapes[node.name])
+        self.connect(self.inputs(node)[0], node.name)
+        return Signal([(node.name, 1.0)])
+
+    def add(self, node: Node) -> Signal:
+        return _sum(self.inputs(node), list(node.attrs["scales"]))
+
+    def output(self, node: Node) -> Signal:
+        sig = self.add(node)
+        if sig.drive is not None:
+            raise ValueError("output: a per-position bias map reaches the output directly; NIR has no node for it")
+        shape = self.shapes[node.name]
+        bld = self.bld
+        bld.add(OUTPUT_NODE, bld.nir.Output(output_type={"output": np.array(shape)}), shape)
+        if self.options.scale_node == "synapse" and (len(sig.terms) > 1 or sig.terms[0][1] != 1.0):
+            # nirtorch hands an Output node its incoming edges unsummed: sum them in an identity synapse first
+            n = int(np.prod(shape))
+            readout = bld.add(f"{OUTPUT_NODE}.sum", bld.nir.Affine(weight=np.eye(n, dtype=bld.dtype),
+                                                                     bias=np.zeros(n, dtype=bld.dtype)), (n,))
+            self.connect(sig, readout)
+            bld.connect(readout, OUTPUT_NODE)
+            return sig
+        self.connect(sig, OUTPUT_NODE)
+        return sig
 
 
-def effective_synapse(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 ``(W, b)`` as the forward pass uses them (masks applied; a missing bias is 0)."""
-    w, b = (m.effective_weight(), m.effective_bias()) if is_masked(m) else (m.weight, m.bias)
-    w = w.detach().double().cpu()
-    return w, (torch.zeros(w.shape[0], dtype=w.dtype) if b is None else b.detach().double().cpu())
+def refusal(node: Node) -> str:
+    if node.op == "maxpool":
+        return (f"max pool {node.name!r} acts on real values (a membrane or the analog input); NIR has no "
+                "max-pool primitive. Max pools of spikes or levels are exported (as sum pool + threshold unit); "
+                "train with [model] pool = \"avg\" or a spiking site before the pool")
+    if node.op in ("quantize", "planes") or node.attrs.get("encoding") == "bitplane":
+        return (f"node {node.name!r} ({node.op}) comes from a format-1 converted model, whose rounding and bit "
+                "extraction are not neurons; convert the run again with this version")
+    return f"node {node.name!r}: op {node.op!r} has no NIR export"
 
 
-def fold_norm(w: torch.Tensor, b: torch.Tensor, layer: Layer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold the layer's batch norm (running statistics) into ``(W, b)``."""
-    bn = layer.norm
-    if bn is None:
-        return w, b
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(f"batch norm {layer.norm_name!r} keeps no running statistics; it cannot be folded")
-    if bn.num_features != w.shape[0]:
-        raise ValueError(f"batch norm {layer.norm_name!r} has {bn.num_features} features but {layer.name!r} "
-                         f"has {w.shape[0]} outputs")
-    mean, var = bn.running_mean.detach().double().cpu(), bn.running_var.detach().double().cpu()
-    gamma = bn.weight.detach().double().cpu() if bn.affine else torch.ones_like(mean)
-    beta = bn.bias.detach().double().cpu() if bn.affine else torch.zeros_like(mean)
-    gate = getattr(bn, "channel_mask", None)  # a developed run's channel gate (1 alive, 0 pruned)
-    if gate is not None:
-        gamma, beta = gamma * gate.double().cpu(), beta * gate.double().cpu()
-    k = gamma / torch.sqrt(var + bn.eps)
-    return w * k.view(-1, *([1] * (w.dim() - 1))), (b - mean) * k + beta
+@torch.no_grad()
+def node_shapes(graph: ConvertedGraph) -> dict[str, tuple[int, ...]]:
+    """Per-sample shape of every node's output (one step of a zero input through the dense executor)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    x = torch.zeros(1, 1, *graph.input.attrs["shape"], dtype=torch.float64)
+    ConvertedModel(graph)(x, lambda n, _xs, y: shapes.__setitem__(n.name, tuple(int(s) for s in y.shape[2:])))
+    return shapes
 
 
-def convert_conv2d(bld: Builder, layer: Layer) -> None:
-    m = layer.module
-    if len(bld.shape) != 3 or bld.shape[0] != m.in_channels:
-        raise ValueError(f"conv {layer.name!r} expects {m.in_channels} input channels, gets shape {bld.shape}")
-    if m.padding_mode != "zeros":
-        raise ValueError(f"conv {layer.name!r} pads with {m.padding_mode!r}; NIR's Conv2d pads with zeros")
-    w, b = fold_norm(*effective_synapse(m), layer)
-    padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)
-    node = bld.nir.Conv2d(input_shape=bld.shape[1:], weight=bld.array(w), stride=_pair(m.stride),
-                          padding=padding, dilation=_pair(m.dilation), groups=m.groups, bias=bld.array(b))
-    bld.add(layer.name, node, tuple(int(n) for n in node.output_type["output"]))
-
-
-def convert_linear(bld: Builder, layer: Layer) -> None:
-    m = layer.module
-    if bld.shape != (m.in_features,):
-        raise ValueError(f"linear layer {layer.name!r} expects a flat input of {m.in_features}, "
-                         f"gets shape {bld.shape} (add a Flatten before it)")
-    w, b = fold_norm(*effective_synapse(m), layer)
-    bld.add(layer.name, bld.nir.Affine(weight=bld.array(w), bias=bld.array(b)), (m.out_features,))
-
-
-# ---------------------------------------------------------------- shape-only layers
-
-
-def pooled_side(side: int, kernel: int, stride: int, padding: int) -> int:
-    """``⌊(side + 2·padding − kernel) / stride⌋ + 1`` (floor mode)."""
-    return (side + 2 * padding - kernel) // stride + 1
-
-
-def add_avgpool(bld: Builder, name: str, kernel: tuple[int, int], stride: tuple[int, int],
-                padding: tuple[int, int]) -> None:
-    if len(bld.shape) != 3:
-        raise ValueError(f"pool {name!r} expects a [C, H, W] input, gets shape {bld.shape}")
-    c, h, w = bld.shape
-    node = bld.nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding))
-    out = (c, pooled_side(h, kernel[0], stride[0], padding[0]), pooled_side(w, kernel[1], stride[1], padding[1]))
-    bld.add(name, node, out)
-
-
-def convert_avgpool(bld: Builder, layer: Layer) -> None:
-    m = layer.module
-    if m.ceil_mode or m.divisor_override is not None:
-        raise ValueError(f"average pool {layer.name!r} uses ceil_mode / divisor_override; NIR's AvgPool2d has neither")
-    padding = _pair(m.padding)
-    if any(padding):
-        raise ValueError(f"average pool {layer.name!r} is padded; NIR does not define how padding is averaged")
-    add_avgpool(bld, layer.name, _pair(m.kernel_size), _pair(m.stride or m.kernel_size), padding)
-
-
-def convert_adaptive_avgpool(bld: Builder, layer: Layer) -> None:
-    if len(bld.shape) != 3:
-        raise ValueError(f"pool {layer.name!r} expects a [C, H, W] input, gets shape {bld.shape}")
-    sides = bld.shape[1:]
-    out = tuple(s if o is None else o for s, o in zip(sides, _pair(layer.module.output_size), strict=True))
-    if any(s % o for s, o in zip(sides, out, strict=True)):
-        raise ValueError(f"adaptive pool {layer.name!r}: output {out} does not divide input {sides}; "
-                         "no fixed-kernel AvgPool2d matches it")
-    kernel = (sides[0] // out[0], sides[1] // out[1])
-    add_avgpool(bld, layer.name, kernel, kernel, (0, 0))
-
-
-def convert_flatten(bld: Builder, layer: Layer) -> None:
-    node = bld.nir.Flatten(input_type={"input": np.array(bld.shape)}, start_dim=0, end_dim=-1)
-    bld.add(layer.name, node, (int(np.prod(bld.shape)),))
-
-
-def skip(bld: Builder, layer: Layer) -> None:
-    """Inference no-ops (dropout, identity)."""
-
-
-# ---------------------------------------------------------------- sites
-
-
-def convert_neuron(bld: Builder, layer: Layer) -> None:
-    n = nir_neuron(layer.name, layer.module.params(), bld.dt)
-    meta = {"v_init": n.v_init, "threshold_comparison": "spikeforge: h >= threshold"}
-    if n.kind == "IF":
-        node = bld.nir.IF(r=bld.full(n.r), v_threshold=bld.full(n.v_threshold), v_reset=bld.full(n.v_reset),
-                          metadata=meta)
-    else:
-        node = bld.nir.LIF(tau=bld.full(n.tau), r=bld.full(n.r), v_leak=bld.full(n.v_leak),
-                           v_threshold=bld.full(n.v_threshold), v_reset=bld.full(n.v_reset), metadata=meta)
-    bld.add(layer.name, node, bld.shape)
-
-
-def refuse_maxpool(bld: Builder, layer: Layer) -> None:
-    raise ValueError(f"max pool {layer.name!r}: NIR has no max-pooling primitive; "
-                     "train with average pooling (recipe: [model] pool = \"avg\") to export")
-
-
-def refuse_hybrid(bld: Builder, layer: Layer) -> None:
-    raise ValueError(f"site {layer.name!r} is a {type(layer.module).__name__} (hybrid quantized ReLU), not a "
-                     "spiking neuron; NIR export needs a pure SNN. `spikeforge convert` reparameterizes a hybrid "
-                     "run into an all-spiking graph (spikeforge's own format, not exportable to NIR yet); "
-                     "or train the recipe without its [hybrid] section")
-
-
-CONVERTERS: dict[type[nn.Module], Converter] = {
-    nn.Conv2d: convert_conv2d,
-    nn.Linear: convert_linear,
-    nn.AvgPool2d: convert_avgpool,
-    nn.AdaptiveAvgPool2d: convert_adaptive_avgpool,
-    nn.MaxPool2d: refuse_maxpool,
-    nn.AdaptiveMaxPool2d: refuse_maxpool,
-    L.Flatten: convert_flatten,
-    L.Dropout: skip,
-    nn.Dropout: skip,
-    nn.Identity: skip,
-    SpikingNeuron: convert_neuron,
-    Site: refuse_hybrid,  # any other site (SpikingReLU) is not a spiking neuron
-}
-
-
-def converter_for(layer: Layer) -> Converter:
-    """The converter of the nearest class in the module's MRO (masked layers are conv/linear)."""
-    for cls in type(layer.module).__mro__:
-        if cls in CONVERTERS:
-            return CONVERTERS[cls]
-    raise ValueError(f"layer {layer.name!r} ({type(layer.module).__name__}) has no NIR export; "
-                     f"supported: {sorted(c.__name__ for c in CONVERTERS)}")
-
-
-# ---------------------------------------------------------------- graph
-
-
-def chain_layers(model: nn.Module) -> list[Layer]:
-    """The model's children in order, each batch norm attached to the synaptic layer before it."""
-    if not isinstance(model, nn.Sequential):
-        raise ValueError(f"NIR export supports chain models (nn.Sequential); got {type(model).__name__}")
-    for name, m in model.named_modules():
-        if isinstance(m, BasicBlock):
-            raise ValueError(f"residual block {name!r}: NIR export supports chain models only "
-                             "(sdsnn_convnet, cifar_convnet, vgg11/vgg16), not residual networks")
-    out: list[Layer] = []
-    for name, m in model.named_children():
-        if isinstance(m, NORM_TYPES):
-            prev = out[-1] if out else None
-            if prev is None or prev.norm is not None or not isinstance(prev.module, SYNAPTIC_TYPES):
-                raise ValueError(f"batch norm {name!r} does not directly follow a conv/linear layer; "
-                                 "it cannot be folded")
-            prev.norm, prev.norm_name = m, name
-            continue
-        out.append(Layer(name, m))
-    return out
-
-
-def model_dtype(model: nn.Module) -> np.dtype:
-    """NumPy dtype of the model's floating parameters (float32 if it has none)."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.dtype in NUMPY_DTYPES:
-            return np.dtype(NUMPY_DTYPES[t.dtype])
-    return np.dtype(np.float32)
-
-
-def graph_metadata(dt: float, readout: str, extra: dict[str, Any] | None) -> dict[str, Any]:
+def graph_metadata(graph: ConvertedGraph, options: ExportOptions, readout: list[str],
+                   extra: dict[str, Any] | None) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "producer": "spikeforge", "spikeforge_version": __version__, "dt": float(dt), "readout_node": readout,
-        "readout_decoding": "mean of the readout over the T time steps",
-        "threshold_comparison": "spikeforge fires at h >= threshold; NIR specifies v > threshold",
+        "producer": "spikeforge", "spikeforge_version": __version__, "dt": float(options.dt),
+        "readout_node": readout[0] if len(readout) == 1 else readout,
+        "readout_decoding": "mean of the output over the T time steps",
+        "input": "pixels: integer 8-bit values (0..255) per step" if graph.input.attrs["encoding"] == "pixels"
+        else "one time step of the encoded input (after the recipe's normalisation)",
+        "threshold_comparison": "neurons fire at v >= theta (exported as v > nextafter(theta, -inf)); "
+                                "threshold units at u > threshold",
+        "export_options": asdict(options), "time_steps": int(graph.meta.get("time_steps", 0)),
+        "coding": graph.meta.get("coding"), "input_encoding": graph.meta.get("input_encoding"),
     }
     meta.update(extra or {})
     return meta
 
 
-@torch.no_grad()
-def model_to_nir(model: nn.Module, input_shape: tuple[int, ...], dt: float = DEFAULT_DT,
+def graph_to_nir(graph: ConvertedGraph, options: ExportOptions | None = None,
                  metadata: dict[str, Any] | None = None) -> Any:
-    """A ``nir.NIRGraph`` of ``model`` (a chain SNN) fed ``input_shape = (C, H, W)`` each time step.
-
-    Weights keep the model's floating dtype; neuron parameters are per-neuron arrays. ``dt`` is the
-    forward-Euler step the consumer uses (see :mod:`.neuron_map`). The model is not modified.
-    """
-    nir = import_nir()
-    shape = tuple(int(s) for s in input_shape)
-    bld = Builder(nir, model_dtype(model), float(dt), shape)
-    bld.add(INPUT_NODE, nir.Input(input_type={"input": np.array(shape)}), shape)
-    for layer in chain_layers(model):
-        converter_for(layer)(bld, layer)
-    readout = bld.last
-    if readout == INPUT_NODE:
-        raise ValueError("the model has no layer to export")
-    bld.add(OUTPUT_NODE, nir.Output(output_type={"output": np.array(bld.shape)}), bld.shape)
-    return nir.NIRGraph(nodes=bld.nodes, edges=bld.edges, metadata=graph_metadata(dt, readout, metadata),
-                        type_check=True)
+    """A ``nir.NIRGraph`` computing ``graph`` (see the module docstring for the mapping)."""
+    options = options or ExportOptions()
+    bld = Translator(graph, options).run()
+    edges = bld.edges()
+    readout = sorted({s for s, d in edges if d == OUTPUT_NODE})
+    return bld.nir.NIRGraph(nodes=bld.nodes, edges=edges, metadata=graph_metadata(graph, options, readout, metadata),
+                            type_check=True)
 
 
 def write_nir(graph: Any, path: str | Path) -> Path:
@@ -335,9 +304,10 @@ def write_nir(graph: Any, path: str | Path) -> Path:
 
 
 def graph_summary(graph: Any) -> dict[str, Any]:
-    """Node counts by type, neurons per site, synaptic weight counts and the readout."""
+    """Node counts by type, neurons per node, synaptic weight counts and the readout."""
     types = Counter(type(n).__name__ for n in graph.nodes.values())
-    neurons = {k: int(n.v_threshold.size) for k, n in graph.nodes.items() if type(n).__name__ in NEURON_TYPES}
+    neurons = {k: int(np.prod(n.output_type["output"])) for k, n in graph.nodes.items()
+               if type(n).__name__ in NEURON_TYPES}
     synapses = [n.weight for n in graph.nodes.values() if type(n).__name__ in SYNAPSE_TYPES]
     return {
         "nodes": len(graph.nodes), "edges": len(graph.edges), "node_types": dict(sorted(types.items())),
@@ -346,21 +316,3 @@ def graph_summary(graph: Any) -> dict[str, Any]:
         "nonzero_weights": int(sum(np.count_nonzero(w) for w in synapses)),
         "readout": graph.metadata.get("readout_node"), "dt": graph.metadata.get("dt"),
     }
-
-
-def export_run(run_dir: str | Path, out_path: str | Path, dt: float = DEFAULT_DT) -> dict[str, Any]:
-    """Load a run directory, export its model to the NIR file ``out_path``; returns a summary."""
-    from ..train.rundir import load_run
-
-    import_nir()  # fail before loading anything when nir is missing
-    run = load_run(run_dir, "cpu")
-    cfg = run.recipe.model
-    input_shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
-    extra = {"source_run": str(Path(run_dir).resolve()), "recipe": run.recipe.name, "model": cfg.name,
-             "time_steps": int(run.recipe.data.time_steps), "data_encoding": run.recipe.data.encoding}
-    graph = model_to_nir(run.model, input_shape, dt, extra)
-    path = write_nir(graph, out_path)
-    summary = graph_summary(graph)
-    summary.update(run_dir=str(run_dir), out=str(path), bytes=path.stat().st_size, input_shape=list(input_shape),
-                   time_steps=extra["time_steps"], model=cfg.name)
-    return summary

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..layers import MEMORY_FORMATS, set_memory_format
 from ..neurons import NeuronConfig
 from .imported import nir_model
 from .resnet import BasicBlock, resnet18, resnet19, resnet34
@@ -39,6 +40,7 @@ class ModelConfig:
     pool: str = "avg"  # convnets/vgg: "avg" | "max"
     spiking_output: bool = False
     init: str = "kaiming"  # synaptic weight init: "kaiming" (normal, fan-in, ReLU gain; zero bias) | "torch"
+    memory_format: str = "channels_last"  # activation layout while training: "channels_last" | "contiguous"
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     graph: str = ""  # name = "nir": the imported graph's structure as JSON (spikeforge.nir.GraphSpec)
 
@@ -64,11 +66,13 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown model {cfg.name!r}; expected one of {sorted(MODELS)}") from None
     if cfg.init not in INITS:
         raise ValueError(f"model.init must be one of {sorted(INITS)}, got {cfg.init!r}")
+    if cfg.memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"model.memory_format must be one of {sorted(MEMORY_FORMATS)}, got {cfg.memory_format!r}")
     model = factory(num_classes=cfg.num_classes, in_channels=cfg.in_channels, input_size=cfg.input_size,
                    width=cfg.width, neuron=cfg.neuron, residual=cfg.residual, pool=cfg.pool,
                    spiking_output=cfg.spiking_output, graph=cfg.graph)
     INITS[cfg.init](model)
-    return model
+    return set_memory_format(model, cfg.memory_format)
 
 
 __all__ = ["MODELS", "ModelConfig", "build_model", "BasicBlock", "neuron_sites", "synaptic_layers",

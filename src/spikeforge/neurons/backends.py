@@ -1,8 +1,17 @@
 """One dispatch table for running neuron sequences.
 
 A backend is a function ``(x_seq, params, v0) -> (spikes, v_T)`` with the numerics of
-:func:`spikeforge.neurons.functional.neuron_sequence` (the ``reference``).
-``auto`` picks the fastest backend available for the device of the input.
+:func:`spikeforge.neurons.functional.neuron_sequence` (the ``reference``):
+
+``reference``  autograd through the per-step loop;
+``fused``      one autograd node per sequence, hand-written BPTT, eager in-place loops;
+``compiled``   the same node with its loops compiled by ``torch.compile`` (compile time reported
+               once, a failed compile reported; see :mod:`~spikeforge.neurons.compiled`);
+``triton``     Triton kernels (registered only with CUDA and Triton present).
+
+``auto`` is the first registered name of :data:`AUTO_ORDER` for the input's device: ``fused``
+on CPU and CUDA. It never compiles (compiling costs seconds per shape, which tests and short
+scripts should not pay); training runs choose ``compiled`` explicitly.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from .compiled import compiled_sequence
 from .functional import NeuronParams, neuron_sequence
 from .fused import fused_sequence
 
@@ -19,6 +29,7 @@ SequenceFn = Callable[[torch.Tensor, NeuronParams, "torch.Tensor | None"], tuple
 BACKENDS: dict[str, SequenceFn] = {
     "reference": neuron_sequence,
     "fused": fused_sequence,
+    "compiled": compiled_sequence,
 }
 
 
@@ -37,7 +48,8 @@ _register_triton()
 
 # Preference order for ``auto`` per device type; the first registered name wins. The Triton kernels
 # have been checked only under Triton's CPU interpreter, never on a GPU, so ``auto`` does not pick
-# them yet: select ``backend = "triton"`` explicitly (and run tests/test_triton.py on the GPU first).
+# them yet: select ``backend = "triton"`` explicitly (bench/gpu_check.sh runs tests/test_triton.py
+# on a GPU; add "triton" to the cuda entry only after it passed there).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("fused", "reference"),
     "cuda": ("fused", "reference"),

@@ -20,6 +20,11 @@ PLIF is LIF(τ) with a learnable τ, so ``a`` and ``b`` may be 0-d tensors that 
 
 Functions take and return explicit state: ``neuron_step(x, v, p) -> (s, v)``;
 ``neuron_sequence(x_seq, p, v0) -> (s_seq, v_T)`` runs a whole ``[T, ...]`` sequence.
+
+Precision: the membrane (``h``, ``v``), the threshold test and the surrogate derivative are
+computed in :func:`state_dtype` of the input — float32 for 16-bit inputs (bf16/fp16 under
+autocast), the input dtype otherwise — so a spike never depends on a membrane rounded to 8
+mantissa bits. Spikes are returned in the input dtype, which holds 0 and 1 exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ import torch
 from .surrogate import Atan, Surrogate
 
 Scalar = float | torch.Tensor
+LOW_PRECISION = (torch.bfloat16, torch.float16)  # inputs whose membrane is kept in float32
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of the membrane for inputs of ``dtype``: float32 for 16-bit floats, else ``dtype``."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
 
 
 @dataclass(frozen=True)
@@ -95,13 +106,14 @@ def fire_and_reset(h: torch.Tensor, p: NeuronParams) -> tuple[torch.Tensor, torc
 
 
 def neuron_step(x: torch.Tensor, v: torch.Tensor, p: NeuronParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """One time step: ``(x_t, v_{t−1}) -> (s_t, v_t)``."""
-    return fire_and_reset(charge(x, v, p), p)
+    """One time step: ``(x_t, v_{t−1}) -> (s_t, v_t)``; the membrane in ``state_dtype(x.dtype)``."""
+    s, v = fire_and_reset(charge(x.to(state_dtype(x.dtype)), v, p), p)
+    return s.to(x.dtype), v
 
 
 def initial_state(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
-    """Membrane at rest, shaped like one time step of ``x``."""
-    return torch.full_like(x, p.v_init)
+    """Membrane at rest, shaped like one time step of ``x`` (in ``state_dtype(x.dtype)``)."""
+    return torch.full_like(x, p.v_init, dtype=state_dtype(x.dtype))
 
 
 def neuron_sequence(x_seq: torch.Tensor, p: NeuronParams,

@@ -2,7 +2,7 @@
 
 Autograd through :func:`~spikeforge.neurons.functional.neuron_sequence` records ~8 nodes and
 keeps ~6 tensors per time step. Here the forward pass runs the T steps in one go and keeps
-only the pre-reset membrane ``h_t`` (one tensor per step, in the input dtype); spikes,
+only the pre-reset membrane ``h_t`` (one tensor per step, in the state dtype); spikes,
 post-reset membranes and surrogate derivatives are recomputed from it in backward, with the
 same elementwise operations, so they match the forward pass bit for bit.
 
@@ -21,36 +21,34 @@ more than one element (e.g. per-channel decay) fall back to the reference loop.
 
 Two implementations of the loops compute the same thing:
 
-- :mod:`~spikeforge.neurons.fused_eager`: in-place eager loops, ~4 kernels per forward step;
+- :mod:`~spikeforge.neurons.fused_eager`: in-place eager loops, ~4 kernels per forward step —
+  what this backend (``fused``) runs;
 - :func:`forward_loop` / :func:`backward_loop` here: functional loops that ``torch.compile``
-  (inductor) turns into one fused kernel each for the whole sequence — the fastest CPU path
-  measured (≈3–8× the reference loop's fwd+bwd throughput at T = 8, B = 64, N = 4096 in
-  short runs; see ``bench/neurons.py``).
+  (inductor) turns into one fused kernel each for the whole sequence — what the ``compiled``
+  backend (:mod:`~spikeforge.neurons.compiled`) runs. Inside an outer ``torch.compile(model)``
+  both backends trace the functional loops into the model's graph.
 
-``SPIKEFORGE_FUSED_COMPILE`` (or :func:`set_compile`) picks: ``on`` compiles at first use,
-``off`` never compiles, ``auto`` (default) compiles once a signature has run
-:data:`COMPILE_WARMUP_CALLS` times, so training gets the compiled loops while tests and short
-scripts never pay the compile time. Any compile error falls back to the eager loops with a
-single warning. Inside an outer ``torch.compile(model)`` the functional loops are traced into
-the model's graph.
+Nothing switches between them behind the user's back: the backend name chooses. Both run on
+the flat ``[T, N]`` view of the input (everything but time is elementwise), in channels-last
+order for channels-last steps, and read a time-invariant input (one step expanded over T) without
+copying it T times.
+
+Precision: for bf16/fp16 inputs the membrane ``h`` is computed and saved in float32 and the
+gradients are computed in float32 (autograd casts ``∂x`` back to the input dtype); spikes are
+returned in the input dtype, where 0 and 1 are exact.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from .functional import NeuronParams, Scalar, neuron_sequence
+from .functional import NeuronParams, Scalar, neuron_sequence, state_dtype
 from .fused_eager import backward_eager, forward_eager
 from .fused_spec import Coef, Spec, is_one
-
-COMPILE_ENV = "SPIKEFORGE_FUSED_COMPILE"
-
 
 # ----------------------------------------------------------------------------------------------
 # loops (pure functions of tensors; eager or compiled)
@@ -77,13 +75,13 @@ def forward_loop(x_seq: torch.Tensor, v0: torch.Tensor, a: Coef, b: Coef, c: Coe
 
     ``h ≥ θ`` is the reference's ``h − θ ≥ 0`` (equivalent in IEEE arithmetic with subnormals).
     """
-    v = v0
+    v = v0.to(state_dtype(x_seq.dtype))
     spikes, hs = [], []
     for t in range(x_seq.shape[0]):
-        h = _charge(x_seq[t], v, a, b, c)
+        h = _charge(x_seq[t].to(v.dtype), v, a, b, c)
         fired = h >= spec.threshold
         v = _reset(h, fired, spec)
-        spikes.append(fired.to(h.dtype))
+        spikes.append(fired.to(x_seq.dtype))
         hs.append(h)
     return torch.stack(spikes), torch.stack(hs), v
 
@@ -110,7 +108,7 @@ def backward_loop(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: tor
         h = hs[t]
         z = h - theta
         sg = spec.surrogate.derivative(z)
-        gs = grad_s[t]
+        gs = grad_s[t].to(h.dtype)
         if g is None:
             gh = sg * gs
         elif v_r is None:
@@ -123,7 +121,8 @@ def backward_loop(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: tor
             v_prev = v0 if t == 0 else _reset(hs[t - 1], hs[t - 1] >= theta, spec)
             acc_a = gh * v_prev if acc_a is None else acc_a + gh * v_prev
         if need_b and x_seq is not None:
-            acc_b = gh * x_seq[t] if acc_b is None else acc_b + gh * x_seq[t]
+            x_t = x_seq[t].to(gh.dtype)
+            acc_b = gh * x_t if acc_b is None else acc_b + gh * x_t
         if need_c:
             acc_c = gh if acc_c is None else acc_c + gh
         g = gh if is_one(a) else gh * a
@@ -136,71 +135,29 @@ def backward_loop(grad_s: torch.Tensor, grad_vT: torch.Tensor | None, x_seq: tor
 
 
 # ----------------------------------------------------------------------------------------------
-# torch.compile of the loops, with an eager fallback
-
-COMPILE_MODES = ("auto", "on", "off")
-MAX_TRACKED_SIGNATURES = 4096
-COMPILE_WARMUP_CALLS = 200  # "auto": compile a loop once one signature has run this often
+# which implementation of the loops runs
 
 
-def _env_mode() -> str:
-    raw = os.environ.get(COMPILE_ENV, "auto").strip().lower()
-    return {"1": "on", "true": "on", "0": "off", "false": "off", "": "auto"}.get(raw, raw)
+class Loops:
+    """The eager loops: what backend ``fused`` runs. Subclasses (``compiled``) swap in other
+    implementations of the same two functions."""
+
+    name = "fused"
+
+    def forward(self, key: tuple[object, ...], *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``args`` of :func:`forward_loop`; ``key`` names the call's signature (unused here)."""
+        if torch.compiler.is_compiling():
+            return forward_loop(*args)  # inside an outer torch.compile: trace the functional loop into it
+        return forward_eager(*args)
+
+    def backward(self, key: tuple[object, ...], *args: Any) -> tuple[torch.Tensor | None, ...]:
+        """``args`` of :func:`backward_loop`."""
+        if torch.compiler.is_compiling():
+            return backward_loop(*args)
+        return backward_eager(*args)
 
 
-_mode = _env_mode() if _env_mode() in COMPILE_MODES else "auto"
-_compiled: dict[str, Callable[..., Any]] = {}
-_calls: dict[tuple[Any, ...], int] = {}
-_compile_failed = False
-
-
-def set_compile(mode: str | bool) -> None:
-    """``"on"``/True: compile at once; ``"off"``/False: always eager; ``"auto"``: compile a loop
-    once its signature (spec, shape, dtype, device) has run :data:`COMPILE_WARMUP_CALLS` times,
-    so training compiles and short scripts and tests do not pay the compile time."""
-    global _mode, _compile_failed
-    mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
-    _mode = mode
-    _compile_failed = False
-    _calls.clear()
-
-
-def compile_mode() -> str:
-    return "off" if _compile_failed else _mode
-
-
-def _should_compile(key: tuple[Any, ...]) -> bool:
-    if _compile_failed or _mode == "off":
-        return False
-    if _mode == "on":
-        return True
-    if len(_calls) > MAX_TRACKED_SIGNATURES:
-        _calls.clear()
-    _calls[key] = count = _calls.get(key, 0) + 1
-    return count > COMPILE_WARMUP_CALLS
-
-
-def _run(name: str, key: tuple[Any, ...], eager_fn: Callable[..., Any], pure_fn: Callable[..., Any],
-         *args: Any) -> Any:
-    """Run ``pure_fn`` compiled when enabled, else the in-place ``eager_fn``; on any error of the
-    compiled version warn once and use eager from then on (correctness never depends on it)."""
-    global _compile_failed
-    if torch.compiler.is_compiling():
-        return pure_fn(*args)  # inside an outer torch.compile: trace the functional loop into it
-    if not _should_compile((name, *key)):
-        return eager_fn(*args)
-    try:
-        compiled = _compiled.get(name)
-        if compiled is None:
-            compiled = _compiled[name] = torch.compile(pure_fn)
-        return compiled(*args)
-    except Exception as err:  # noqa: BLE001 - a compiler failure must not break training
-        _compile_failed = True
-        warnings.warn(f"spikeforge fused backend: torch.compile failed ({type(err).__name__}: {err}); "
-                      "using eager loops from now on", RuntimeWarning, stacklevel=3)
-        return eager_fn(*args)
+EAGER = Loops()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,26 +165,30 @@ def _run(name: str, key: tuple[Any, ...], eager_fn: Callable[..., Any], pure_fn:
 
 
 def _as_coef(value: Scalar, like: torch.Tensor) -> Coef:
-    """Python floats stay floats (baked into the loops); tensors become 0-d in the input's dtype."""
+    """Python floats stay floats (baked into the loops); tensors become 0-d in the state dtype."""
     if isinstance(value, torch.Tensor):
-        return value.reshape(()).to(device=like.device, dtype=like.dtype)
+        return value.reshape(()).to(device=like.device, dtype=state_dtype(like.dtype))
     return float(value)
 
 
 def _signature(x: torch.Tensor, spec: Spec, *flags: object) -> tuple[object, ...]:
-    return (spec, tuple(x.shape), x.dtype, x.device.type, *flags)
+    """What a compiled loop specialises on: everything but the number of neurons (the loops see a
+    flat ``[T, N]`` sequence, so one compiled kernel serves every layer of a model)."""
+    return (spec, x.shape[0], x.dtype, x.device.type, *flags)
 
 
 class _FusedSequence(torch.autograd.Function):
-    """``(x_seq, v0, a, b, c, spec) -> (spikes, v_T)``; saves ``h`` (and ``x`` only if ∂b is needed)."""
+    """``(x_seq, v0, a, b, c, spec, loops) -> (spikes, v_T)``; saves ``h`` (and ``x`` only if ∂b
+    is needed)."""
 
     @staticmethod
     def forward(ctx: Any, x_seq: torch.Tensor, v0: torch.Tensor, a: Scalar, b: Scalar,
-                c: Scalar, spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
+                c: Scalar, spec: Spec, loops: Loops) -> tuple[torch.Tensor, torch.Tensor]:
         ca, cb, cc = (_as_coef(k, x_seq) for k in (a, b, c))
         key = _signature(x_seq, spec, *(isinstance(k, torch.Tensor) for k in (ca, cb, cc)))
-        spikes, hs, v_T = _run("forward", key, forward_eager, forward_loop, x_seq, v0, ca, cb, cc, spec)
+        spikes, hs, v_T = loops.forward(key, x_seq, v0, ca, cb, cc, spec)
         ctx.spec = spec
+        ctx.loops = loops
         ctx.coefs = (a, b, c)
         need_a, need_b = (isinstance(k, torch.Tensor) and k.requires_grad for k in (a, b))
         ctx.save_for_backward(x_seq if need_b else None, hs, v0 if need_a else None)
@@ -244,8 +205,8 @@ class _FusedSequence(torch.autograd.Function):
         ca, cb = _as_coef(a, hs), _as_coef(b, hs)
         key = _signature(hs, ctx.spec, grad_vT is None, isinstance(ca, torch.Tensor),
                          isinstance(cb, torch.Tensor), need_a, need_b, need_c)
-        gx, gv0, ga, gb, gc = _run("backward", key, backward_eager, backward_loop, grad_s, grad_vT, x_seq,
-                                   hs, v0, ca, cb, ctx.spec, need_a, need_b, need_c)
+        gx, gv0, ga, gb, gc = ctx.loops.backward(key, grad_s, grad_vT, x_seq, hs, v0, ca, cb, ctx.spec,
+                                                 need_a, need_b, need_c)
 
         def coef_grad(g: torch.Tensor | None, coef: Scalar) -> torch.Tensor | None:
             if g is None or not isinstance(coef, torch.Tensor):
@@ -253,8 +214,10 @@ class _FusedSequence(torch.autograd.Function):
             return g.to(coef.dtype).reshape(coef.shape)
 
         return (gx if need_x else None, gv0 if need_v0 else None, coef_grad(ga, a), coef_grad(gb, b),
-                coef_grad(gc, c), None)
+                coef_grad(gc, c), None, None)
 
+
+_apply_fused: Callable[..., tuple[torch.Tensor, torch.Tensor]] = _FusedSequence.apply  # typed entry point
 
 CHANNELS_LAST_VIEW = (0, 1, 3, 4, 2)  # [T, B, C, H, W] -> [T, B, H, W, C]
 CHANNELS_FIRST_VIEW = (0, 1, 4, 2, 3)
@@ -266,26 +229,59 @@ def channels_last_steps(x: torch.Tensor) -> bool:
     return x.dim() == 5 and x.permute(*CHANNELS_LAST_VIEW).is_contiguous()
 
 
+def _prefers_channels_last(x: torch.Tensor) -> bool:
+    """Channels-last steps, or a non-contiguous ``[T, B, C, H, W]`` whose steps are channels-last
+    (e.g. one channels-last step expanded over T): run, and return, in channels-last layout."""
+    if x.dim() != 5 or x.is_contiguous():
+        return False
+    return channels_last_steps(x) or x[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def _time_invariant(x: torch.Tensor) -> bool:
+    """One step expanded over T (stride 0 along T) whose step is stored densely."""
+    return x.dim() > 1 and x.shape[0] > 1 and x.stride(0) == 0 and x[0].is_contiguous()
+
+
 def _scalar_like(value: Scalar) -> bool:
     return not isinstance(value, torch.Tensor) or value.numel() == 1
 
 
-def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
-                   v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backend ``fused``: same contract and numerics as ``neuron_sequence``.
-
-    Falls back to the reference for coefficient tensors with more than one element.
-    """
+def run_sequence(x_seq: torch.Tensor, p: NeuronParams, v0: torch.Tensor | None,
+                 loops: Loops) -> tuple[torch.Tensor, torch.Tensor]:
+    """One autograd node for the sequence, its loops run by ``loops``; same contract and numerics
+    as ``neuron_sequence``. Falls back to the reference for coefficient tensors with more than
+    one element."""
     if x_seq.dim() < 1 or x_seq.shape[0] == 0 or not all(
             _scalar_like(k) for k in (p.decay, p.input_gain, p.bias)):
         return neuron_sequence(x_seq, p, v0)
-    v0 = torch.full_like(x_seq[0], p.v_init) if v0 is None else v0.to(x_seq.dtype).expand_as(x_seq[0])
+    dtype = state_dtype(x_seq.dtype)
+    v0 = (torch.full_like(x_seq[0], p.v_init, dtype=dtype) if v0 is None
+          else v0.to(dtype).expand_as(x_seq[0]))
     spec = Spec(float(p.threshold), None if p.v_reset is None else float(p.v_reset), p.detach_reset,
                 p.surrogate)
-    if x_seq.is_contiguous() or not channels_last_steps(x_seq):
-        return cast(tuple[torch.Tensor, torch.Tensor],
-                    _FusedSequence.apply(x_seq.contiguous(), v0, p.decay, p.input_gain, p.bias, spec))  # type: ignore[no-untyped-call]
+    if not _prefers_channels_last(x_seq):
+        return _flat_apply(x_seq if _time_invariant(x_seq) else x_seq.contiguous(), v0, p, spec, loops)
     # elementwise in time: run on the contiguous [T, B, H, W, C] view, hand back channels-last views
-    spikes, v_T = _FusedSequence.apply(x_seq.permute(*CHANNELS_LAST_VIEW), v0.permute(0, 2, 3, 1),  # type: ignore[no-untyped-call]
-                                       p.decay, p.input_gain, p.bias, spec)
+    nhwc = x_seq.permute(*CHANNELS_LAST_VIEW)
+    spikes, v_T = _flat_apply(nhwc if _time_invariant(nhwc) else nhwc.contiguous(), v0.permute(0, 2, 3, 1), p,
+                              spec, loops)
     return spikes.permute(*CHANNELS_FIRST_VIEW), v_T.permute(0, 3, 1, 2)
+
+
+def _flat_apply(x_seq: torch.Tensor, v0: torch.Tensor, p: NeuronParams, spec: Spec,
+                loops: Loops) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loops are elementwise in everything but time: run them on the ``[T, N]`` view of the
+    contiguous ``x_seq`` and hand back tensors of the original shape."""
+    steps, shape = x_seq.shape[0], x_seq.shape
+    if _time_invariant(x_seq):  # the loops read the one step T times: no [T, N] copy of the input
+        flat = x_seq[0].reshape(-1).expand(steps, -1)
+    else:
+        flat = x_seq.reshape(steps, -1)
+    spikes, v_T = _apply_fused(flat, v0.reshape(-1), p.decay, p.input_gain, p.bias, spec, loops)
+    return spikes.view(shape), v_T.view(shape[1:])
+
+
+def fused_sequence(x_seq: torch.Tensor, p: NeuronParams,
+                   v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backend ``fused``: the eager in-place loops (never compiles)."""
+    return run_sequence(x_seq, p, v0, EAGER)

@@ -7,28 +7,31 @@ keeps each step's tensors in cache, which on CPU beats whole-sequence elementwis
 
 Rounding of the forward pass is the reference's: ``a·v`` and ``b·x`` are rounded before the
 sum, and the soft reset ``h − θ·s`` with ``s ∈ {0, 1}`` is exact whether or not the kernel
-fuses the multiply-add.
+fuses the multiply-add. The membrane buffers are in ``state_dtype(x.dtype)`` (float32 for
+bf16/fp16 inputs, whose values convert exactly), the spikes in the input dtype.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .functional import state_dtype
 from .fused_spec import Coef, Spec, is_one
 
 
 def forward_eager(x_seq: torch.Tensor, v0: torch.Tensor, a: Coef, b: Coef, c: Coef,
                   spec: Spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run all T steps; returns ``(spikes [T, ...], h [T, ...], v_T)``."""
-    hs = torch.empty_like(x_seq)
+    dtype = state_dtype(x_seq.dtype)
+    hs = torch.empty_like(x_seq, dtype=dtype)
     spikes = torch.empty_like(x_seq)
-    scaled = None if is_one(b) else torch.empty_like(x_seq[0])
+    scaled = None if is_one(b) else torch.empty_like(x_seq[0], dtype=dtype)
     has_bias = isinstance(c, torch.Tensor) or c != 0.0
-    v = v0
+    v = v0.to(dtype)
     for t in range(x_seq.shape[0]):
         h, s, x_t = hs[t], spikes[t], x_seq[t]
-        if scaled is not None:
-            x_t = torch.mul(x_t, b, out=scaled)
+        if scaled is not None:  # b·x rounded in the state dtype (x converts exactly)
+            x_t = torch.mul(x_t, b, out=scaled) if x_t.dtype == dtype else scaled.copy_(x_t).mul_(b)
         if is_one(a):
             torch.add(v, x_t, out=h)
         else:

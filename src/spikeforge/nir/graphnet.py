@@ -27,6 +27,10 @@ STATEFUL_PARAM = "carry"
 V = TypeVar("V")
 
 
+class UnwalkableGraphError(ValueError):
+    """The graph has no forward order a model walker can follow (a recurrent edge)."""
+
+
 class Walker(Protocol[V]):
     """What :meth:`GraphNet.walk_with` needs of a model walker (``spikeforge.reparam.walk.ModelWalker``):
     visit a module, announce a value read twice, sum values."""
@@ -122,8 +126,8 @@ class GraphNet(nn.Module):
         :meth:`Walker.fork`. Recurrent edges have no such order and are refused naming one."""
         if self._plan.recurrent:
             a, b = self._plan.recurrent[0]
-            raise ValueError(f"{path or 'model'}: recurrent edge {a!r} -> {b!r} (reads the previous time step); "
-                             "only graphs without recurrent edges can be walked")
+            raise UnwalkableGraphError(f"{path or 'model'}: recurrent edge {a!r} -> {b!r} (reads the previous "
+                                       "time step); only graphs without recurrent edges can be walked")
         readers: dict[str, int] = {}
         for a, _ in self._plan.forward:
             readers[a] = readers.get(a, 0) + 1

@@ -1,20 +1,27 @@
-"""Reparameterization of a hybrid model into an all-spiking :class:`ConvertedGraph`.
+"""Reparameterization of a hybrid model into an all-spiking, neuron-only :class:`ConvertedGraph`.
 
-The converter walks the model zoo's structure (``Net``/``nn.Sequential`` children in order and
-:class:`spikeforge.models.BasicBlock` in its three residual styles), tracking each hybrid tensor
-as a :class:`~spikeforge.reparam.values.Val`. Per module:
+The converter is a :class:`~.walk.ModelWalker` tracking each hybrid tensor as a
+:class:`~.values.Val`. Per module:
 
 - conv / linear → a synaptic node reading binary tensors only (see :mod:`.synapse`); a following
-  batch norm is folded into it (``BN(W∗x + b) = (g·W)∗x + g·b + h``);
+  batch norm is folded into it (``BN(W∗x + b) = (g·W)∗x + g·b + h``); pools and flattens before it
+  are recorded on it (executors fold them into the weights); masked (developed) layers contribute
+  their effective weights ``W ⊙ M`` (the masks are baked, whether or not the loader did it);
 - spiking neuron → ``neuron`` node with the same ``(a, b, c, θ, reset)`` → spikes (``u = 1, M = 1``);
-- SpikingReLU ``y = s·clamp(round(x/s), 0, L)`` → ``quantize`` node (integer ``q``, ``u = s, M = L``);
-  where ``q`` feeds a synaptic layer it is split into binary planes (``planes`` node) and
-  ``s·2^k`` (or ``s``, unary) is folded into that layer's weights: ``W·(s·q) = Σ_k (s·2^k·W)·b_k``;
-- residual add of integer values (SEW: spikes + spikes) → an integer ``add`` node (equal quanta
-  merge: ``u·n₁ + u·n₂ = u·(n₁ + n₂)``, ``M = M₁ + M₂``) decomposed into planes at its consumers;
+- SpikingReLU ``y = s·clamp(round(x/s), 0, L)`` → a ``level`` term of its input ``x``; wherever it is
+  read, threshold units (:mod:`.units`: unary, or bit planes by successive approximation) turn it
+  into spikes, and the factor ``s·c_k`` of unit ``k`` moves into the reader's weights
+  (``W·(s·q) = Σ_k (s·c_k·W)·z_k``) or into an ``add``/``output`` scale;
+- residual add of integer values (SEW: spikes + spikes) with bit-plane coding and a range ``M ≥ 3`` →
+  an ``add`` node counting them (``u·n₁ + u·n₂ = u·(n₁ + n₂)``), split into units where it is read;
+  smaller sums and unary coding keep the spike terms apart (readers take each as a binary source);
   an add involving a membrane (standard, MS) → an analog ``add`` node;
-- average pools and flattens → folded into the next synaptic layer; max pool → ``maxpool``
-  node (on spikes or integer levels it commutes with nothing and is applied before the planes).
+- max pool of spikes → ``sumpool`` + a threshold unit at ½ (the OR of the window); of levels → their
+  unary units pooled the same way (``max q = Σ_k OR(q ≥ k)``); of a real value (membrane, analog
+  input) → a ``maxpool`` node, the one nonlinearity that is not a neuron (reported by ``verify``,
+  refused by the NIR export);
+- 8-bit pixel input (``bitplane``) → the input node carries ``p`` and 8 threshold units (successive
+  approximation, ``s = 1``) make its bit planes.
 
 Anything else raises :class:`UnsupportedModelError` naming the module.
 """
@@ -29,24 +36,23 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .. import layers as L
+from ..develop.masking import MaskedConv2d, MaskedLinear
 from ..hybrid.spiking_relu import SpikingReLU
-from ..models import BasicBlock
-from ..models.common import Net
-from ..neurons import Site, SpikingNeuron
-from .fold import F64, _is_flatten, bn_affine
+from ..neurons import SpikingNeuron
+from .fold import F64, bn_affine, bn_mean_abs, is_flatten, pool_kernel
 from .graph import PIXEL_BITS, ConvertedGraph, Node
-from .planes import CODINGS, plane_count, plane_factors
-from .synapse import Factors, conv_node, fold_bn_into_node, linear_node
+from .synapse import Factors, Pool, conv_node, fold_bn_into_node, linear_node
+from .units import CODINGS, code, integer_threshold, level_threshold
 from .values import Term, Val
+from .walk import ModelWalker, UnsupportedModelError
 
 INPUT_ENCODINGS = ("analog", "bitplane")
 PIXEL_MAX = 2**PIXEL_BITS - 1
-PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout, L.Dropout)  # identities in eval mode
+PIXEL_CODING = "bitplane"  # 8 units for 8-bit pixels whatever the site coding
+MERGE_MIN_LEVEL = 3  # SEW sums below this range stay separate spike terms (cheaper than units)
+OR_LEVEL = 1  # a sum-pooled window of spikes fires the OR unit when it holds at least one spike
 
-
-class UnsupportedModelError(ValueError):
-    """The model contains a module or a wiring the converter cannot reparameterize exactly."""
+__all__ = ["INPUT_ENCODINGS", "InputSpec", "UnsupportedModelError", "Converter", "convert_model"]
 
 
 @dataclass
@@ -68,10 +74,6 @@ class InputSpec:
         return mean, std
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 @torch.no_grad()
 def _probe(mods: list[nn.Module], shape: tuple[int, ...]) -> tuple[int, ...]:
     x = torch.zeros(1, 1, *shape, dtype=F64)
@@ -80,11 +82,18 @@ def _probe(mods: list[nn.Module], shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(x.shape[2:])
 
 
-def _is_avgpool(m: nn.Module) -> bool:
-    return isinstance(m, nn.AvgPool2d | nn.AdaptiveAvgPool2d)
+def synapse_parameters(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A conv/linear layer's weight and bias as its forward pass uses them (pruning masks applied)."""
+    if isinstance(m, MaskedConv2d | MaskedLinear):
+        return m.effective_weight(), m.effective_bias()
+    return cast(torch.Tensor, m.weight), cast(torch.Tensor | None, m.bias)
 
 
-class Converter:
+def _listify(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+class Converter(ModelWalker[Val]):
     """Walks one (float64, eval-mode) hybrid model and emits graph nodes."""
 
     def __init__(self, spec: InputSpec, coding: str = "bitplane") -> None:
@@ -96,24 +105,24 @@ class Converter:
         self.nodes: list[Node] = []
         self.names: set[str] = set()
         self.shared: set[str] = set()
-        self.plane_nodes: dict[str, str] = {}
+        self.unit_cache: dict[tuple[str, str, float, int], list[tuple[str, int]]] = {}
 
     # -- graph building ---------------------------------------------------------------------
     def emit(self, node: Node) -> str:
         base, i = node.name, 1
         while node.name in self.names:
             i += 1
-            node.name = f"{base}#{i}"
+            node.name = f"{base}_{i}"
         self.names.add(node.name)
         self.nodes.append(node)
         return node.name
 
     def convert(self, model: nn.Module) -> ConvertedGraph:
         spec = self.spec
-        attrs: dict[str, Any] = {"encoding": spec.encoding, "shape": list(spec.shape)}
+        attrs: dict[str, Any] = {"encoding": "analog", "shape": list(spec.shape)}
         if spec.encoding == "bitplane":
             mean, std = spec.norm()
-            attrs.update(mean=mean.tolist(), std=std.tolist(), bits=PIXEL_BITS)
+            attrs.update(encoding="pixels", mean=mean.tolist(), std=std.tolist(), bits=PIXEL_BITS)
         name = self.emit(Node("input", "input", [], attrs))
         kind = "pixels" if spec.encoding == "bitplane" else "input"
         val = self.walk(model, Val(kind, tuple(spec.shape), node=name), "")
@@ -122,79 +131,59 @@ class Converter:
         return ConvertedGraph(self.nodes, {"time_steps": spec.time_steps, "coding": self.coding,
                                            "input_encoding": spec.encoding})
 
+    def units(self, term: Term, coding: str) -> list[tuple[str, int]]:
+        """Threshold units whose spikes ``z_k`` encode ``term``'s integer as ``Σ_k c_k z_k``: ``[(node, c_k)]``."""
+        if term.kind == "spikes":
+            return [(term.node, 1)]
+        key = (term.node, coding, term.scale, term.max_level)
+        if key in self.unit_cache:
+            return self.unit_cache[key]
+        level = term.kind == "level"
+        quantum = term.scale if level else 1.0
+        base = term.site or term.node
+        out: list[tuple[str, int]] = []
+        for u in code(term.max_level, coding):
+            theta = level_threshold(quantum, u.boundary) if level else integer_threshold(u.boundary)
+            attrs = {"weights": [1.0] + [-out[j][1] * quantum for j in u.laterals], "threshold": theta,
+                     "digit": u.digit, "boundary": u.boundary, "tie": "up" if u.tie_up else "down",
+                     "quantum": quantum, "levels": term.max_level, "code": coding, "site": base,
+                     "role": "level" if level else "count"}
+            inputs = [term.node] + [out[j][0] for j in u.laterals]
+            out.append((self.emit(Node(f"{base}.u{u.index}", "threshold", inputs, attrs)), u.digit))
+        self.unit_cache[key] = out
+        return out
+
+    def sources(self, val: Val) -> tuple[list[tuple[str, Factors]], torch.Tensor | None]:
+        """Binary sources of a synaptic layer reading ``val`` with their factors, and the pixel offset."""
+        if val.kind == "input":
+            return [(val.node, [1.0])], None
+        if val.kind == "pixels":
+            mean, std = self.spec.norm()
+            pixel = Term(val.node, 1.0, PIXEL_MAX, "count", val.node)
+            return [(n, [(digit / PIXEL_MAX) / std]) for n, digit in self.units(pixel, PIXEL_CODING)], -mean / std
+        return [(n, [t.scale * digit]) for t in val.terms for n, digit in self.units(t, self.coding)], None
+
     def sum_of(self, val: Val, where: str) -> tuple[list[str], list[float]]:
         """Nodes and scales whose weighted sum is ``val`` (no pending pools allowed)."""
         if val.pending:
-            raise UnsupportedModelError(f"{where}: pooling/flatten {val.pending} must be followed by a "
-                                        "synaptic layer to be folded")
+            raise UnsupportedModelError(f"{where}: pooling/flatten {[p.name for p in val.pending]} must be "
+                                        "followed by a synaptic layer to be folded")
         if val.kind == "pixels":
             raise UnsupportedModelError(f"{where}: bitplane pixels must feed a synaptic layer first")
         if val.kind == "integer":
-            return [t.node for t in val.terms], [t.scale for t in val.terms]
+            pairs = [(n, t.scale * d) for t in val.terms for n, d in self.units(t, self.coding)]
+            return [n for n, _ in pairs], [s for _, s in pairs]
         return [val.node], [1.0]
 
     def to_analog(self, val: Val, where: str) -> str:
         inputs, scales = self.sum_of(val, where)
         if len(inputs) == 1 and scales[0] == 1.0:
             return inputs[0]
-        return self.emit(Node(f"{where}:sum", "add", inputs, {"scales": scales}))
+        return self.emit(Node(f"{where}.in", "add", inputs, {"scales": scales}))
 
-    def planes(self, term: Term) -> str:
-        if term.node not in self.plane_nodes:
-            attrs = {"coding": self.coding, "max_level": term.max_level,
-                     "planes": plane_count(term.max_level, self.coding)}
-            self.plane_nodes[term.node] = self.emit(Node(f"{term.node}:planes", "planes", [term.node], attrs))
-        return self.plane_nodes[term.node]
-
-    # -- module walk --------------------------------------------------------------------------
-    def walk(self, m: nn.Module, val: Val, path: str) -> Val:
-        if isinstance(m, BasicBlock):
-            return self.block(m, val, path)
-        if type(m) in (nn.Sequential, Net):
-            for name, child in m.named_children():
-                val = self.walk(child, val, _join(path, name))
-            return val
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            return self.synapse(m, val, path)
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            return self.batchnorm(m, val, path)
-        if isinstance(m, SpikingReLU):
-            return self.spiking_relu(m, val, path)
-        if isinstance(m, SpikingNeuron):
-            return self.neuron(m, val, path)
-        if isinstance(m, Site):
-            raise UnsupportedModelError(f"{path}: site type {type(m).__name__} is not supported")
-        if _is_avgpool(m) or _is_flatten(m):
-            if val.kind == "analog":
-                raise UnsupportedModelError(f"{path}: pooling/flatten of a real-valued tensor (membrane) "
-                                            "cannot be folded; only spikes, levels and inputs can be pooled")
-            return val.with_pending(m)
-        if isinstance(m, nn.MaxPool2d):
-            return self.maxpool(m, val, path)
-        if isinstance(m, PASS_THROUGH):
-            return val
-        raise UnsupportedModelError(f"{path}: module {type(m).__name__} is not supported by the converter "
-                                    "(supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, "
-                                    "AdaptiveAvgPool2d, MaxPool2d, Flatten, Dropout, spiking neurons, "
-                                    "SpikingReLU, BasicBlock)")
-
-    def block(self, blk: BasicBlock, x: Val, path: str) -> Val:
-        def sub(name: str, v: Val) -> Val:
-            return self.walk(getattr(blk, name), v, _join(path, name))
-
-        self.shared.add(x.node)
-        if blk.style == "ms":
-            s = sub("sn1", x)
-            out = sub("bn2", sub("conv2", sub("sn2", sub("bn1", sub("conv1", s)))))
-            short = x if blk.downsample is None else sub("downsample", s)
-            return self.add([out, short], path)
-        out = sub("bn2", sub("conv2", sub("sn1", sub("bn1", sub("conv1", x)))))
-        short = x if blk.downsample is None else sub("downsample", x)
-        if blk.style == "standard":
-            return sub("sn2", self.add([out, short], path))
-        if blk.style == "sew":
-            return self.add([sub("sn2", out), short], path)
-        raise UnsupportedModelError(f"{path}: residual style {blk.style!r} is not supported")
+    # -- walker hooks ---------------------------------------------------------------------------
+    def fork(self, val: Val, path: str) -> None:
+        self.shared.add(val.node)
 
     def add(self, vals: list[Val], path: str) -> Val:
         shape = vals[0].shape
@@ -204,14 +193,15 @@ class Converter:
             groups: OrderedDict[float, list[Term]] = OrderedDict()
             for t in (t for v in vals for t in v.terms):
                 groups.setdefault(t.scale, []).append(t)
-            terms = []
+            terms: list[Term] = []
             for scale, ts in groups.items():
-                if len(ts) == 1:
-                    terms.append(ts[0])
+                total = sum(t.max_level for t in ts)
+                if len(ts) == 1 or self.coding == "unary" or total < MERGE_MIN_LEVEL:
+                    terms += ts
                     continue
-                ones = {"scales": [1.0] * len(ts)}
-                node = self.emit(Node(f"{path}:add", "add", [t.node for t in ts], ones))
-                terms.append(Term(node, scale, sum(t.max_level for t in ts)))
+                pairs = [(n, float(d)) for t in ts for n, d in self.units(t, self.coding)]
+                node = self.emit(Node(f"{path}.add", "add", [n for n, _ in pairs], {"scales": [d for _, d in pairs]}))
+                terms.append(Term(node, scale, total, "count", node))
             return Val("integer", shape, terms=terms)
         inputs: list[str] = []
         scales: list[float] = []
@@ -219,39 +209,45 @@ class Converter:
             i, s = self.sum_of(v, path)
             inputs += i
             scales += s
-        return Val("analog", shape, node=self.emit(Node(f"{path}:add", "add", inputs, {"scales": scales})))
+        return Val("analog", shape, node=self.emit(Node(f"{path}.add", "add", inputs, {"scales": scales})))
 
     def synapse(self, m: nn.Module, val: Val, path: str) -> Val:
         if val.kind == "analog":
             raise UnsupportedModelError(f"{path}: the synaptic layer would read a real-valued tensor "
                                         "(membrane potential); only spikes, SpikingReLU levels and the model "
                                         "input can feed a synaptic layer")
-        offset: torch.Tensor | None = None
-        sources: list[tuple[str, Factors]]
-        if val.kind == "input":
-            sources = [(val.node, [1.0])]
-        elif val.kind == "pixels":
-            mean, std = self.spec.norm()
-            sources = [(val.node, [(2.0**k / PIXEL_MAX) / std for k in range(PIXEL_BITS)])]
-            offset = -mean / std
-        else:
-            sources = []
-            for t in val.terms:
-                if t.max_level == 1:
-                    sources.append((t.node, [t.scale]))
-                else:
-                    factors = [t.scale * c for c in plane_factors(t.max_level, self.coding)]
-                    sources.append((self.planes(t), factors))
-        weight = cast(torch.Tensor, m.weight).detach().to(F64)
-        bias = None if m.bias is None else cast(torch.Tensor, m.bias).detach().to(F64)
-        if isinstance(m, nn.Conv2d):
-            node = conv_node(path, m, weight, bias, val.pending, val.shape, sources, offset)
-        else:
-            node = linear_node(path, weight, bias, val.pending, val.shape, sources, offset)
+        pools, flat, size = [], False, val.shape
+        for p in val.pending:
+            if is_flatten(p.module):
+                flat = True
+                continue
+            if len(size) != 3 or flat:
+                raise UnsupportedModelError(f"{p.name}: pooling needs a [C, H, W] input before the flatten")
+            try:
+                kernel = pool_kernel(p.module, (size[1], size[2]))
+            except ValueError as e:
+                raise UnsupportedModelError(f"{p.name}: {e}") from None
+            pools.append(Pool(p.name, kernel))
+            size = (size[0], size[1] // kernel[0], size[2] // kernel[1])
+        sources, offset = self.sources(val)
+        weight, raw_bias = synapse_parameters(m)
+        weight = weight.detach().to(F64)
+        bias = None if raw_bias is None else raw_bias.detach().to(F64)
+        try:
+            if isinstance(m, nn.Conv2d):
+                if flat:
+                    raise ValueError("a conv cannot read a flattened input")
+                node = conv_node(path, m, weight, bias, pools, val.shape, sources, offset)
+            else:
+                node = linear_node(path, weight, bias, pools, flat, val.shape, sources, offset)
+        except ValueError as e:
+            raise UnsupportedModelError(f"{path}: {e}") from None
         node.attrs["source"] = path
         node.attrs["analog_input"] = val.kind == "input"
+        if flat:
+            node.attrs["flatten"] = next(p.name for p in val.pending if is_flatten(p.module))
         name = self.emit(node)
-        return Val("analog", _probe([*val.pending, m], val.shape), node=name)
+        return Val("analog", _probe([*(p.module for p in val.pending), m], val.shape), node=name)
 
     def batchnorm(self, bn: nn.Module, val: Val, path: str) -> Val:
         last = self.nodes[-1]
@@ -260,7 +256,7 @@ class Converter:
             raise UnsupportedModelError(f"{path}: batch norm must directly follow a conv/linear layer "
                                         "to be folded into it")
         g, h = bn_affine(bn)
-        fold_bn_into_node(last, g, h)
+        fold_bn_into_node(last, g, h, bn_mean_abs(bn))
         last.attrs["folded_bn"] = path
         return val
 
@@ -276,25 +272,43 @@ class Converter:
 
     def spiking_relu(self, m: SpikingReLU, val: Val, path: str) -> Val:
         x = self.to_analog(val, path)
-        step = m.step.detach().to(F64).abs().clamp(min=torch.finfo(F64).tiny)
-        attrs = {"step": float(step), "levels": int(m.levels)}
-        node = self.emit(Node(path, "quantize", [x], attrs))
-        return Val("integer", val.shape, terms=[Term(node, float(step), int(m.levels))])
+        step = float(m.step.detach().to(F64).abs().clamp(min=torch.finfo(F64).tiny))
+        return Val("integer", val.shape, terms=[Term(x, step, int(m.levels), "level", path)])
 
-    def maxpool(self, m: nn.MaxPool2d, val: Val, path: str) -> Val:
+    def avgpool(self, m: nn.Module, val: Val, path: str) -> Val:
+        return self._pending(m, val, path)
+
+    def flatten(self, m: nn.Module, val: Val, path: str) -> Val:
+        return self._pending(m, val, path)
+
+    def _pending(self, m: nn.Module, val: Val, path: str) -> Val:
+        if val.kind == "analog":
+            raise UnsupportedModelError(f"{path}: pooling/flatten of a real-valued tensor (membrane) "
+                                        "cannot be folded; only spikes, levels and inputs can be pooled")
+        return val.with_pending(path, m)
+
+    def maxpool(self, m: nn.Module, val: Val, path: str) -> Val:
         if val.pending or val.kind == "pixels" or (val.kind == "integer" and len(val.terms) != 1):
             raise UnsupportedModelError(f"{path}: max pool must act on spikes, one integer level tensor, "
                                         "a membrane or the analog input (not on a sum or pooled value)")
-        attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in
-                 dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-                      ceil_mode=m.ceil_mode).items()}
-        src = val.terms[0].node if val.kind == "integer" else val.node
-        node = self.emit(Node(path, "maxpool", [src], attrs))
+        attrs = {k: _listify(v) for k, v in dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                                                 dilation=m.dilation, ceil_mode=m.ceil_mode).items()}
         shape = _probe([m], val.shape)
-        if val.kind == "integer":
-            t = val.terms[0]
-            return Val("integer", shape, terms=[Term(node, t.scale, t.max_level)])
-        return Val(val.kind, shape, node=node)
+        if val.kind != "integer":  # a real value: the one non-neuron node
+            return Val(val.kind, shape, node=self.emit(Node(path, "maxpool", [val.node], attrs)))
+        if attrs["dilation"] not in (1, [1, 1]):
+            raise UnsupportedModelError(f"{path}: max pool with dilation is not supported on spikes")
+        term = val.terms[0]
+        pooled: list[Term] = []
+        for j, (unit, _digit) in enumerate(self.units(term, "unary")):  # thermometer: max q = Σ_k OR(z_k)
+            suffix = "" if term.max_level == 1 else str(j)
+            s = self.emit(Node(f"{path}.sum{suffix}", "sumpool", [unit], dict(attrs)))
+            or_attrs = {"weights": [1.0], "threshold": integer_threshold(OR_LEVEL), "digit": 1,
+                        "boundary": OR_LEVEL, "tie": "down", "quantum": 1.0, "levels": 1, "code": "unary",
+                        "site": path, "role": "or"}
+            or_node = self.emit(Node(f"{path}.or{suffix}", "threshold", [s], or_attrs))
+            pooled.append(Term(or_node, term.scale, 1, "spikes", path))
+        return Val("integer", shape, terms=pooled)
 
 
 @torch.no_grad()
@@ -304,7 +318,9 @@ def convert_model(model: nn.Module, spec: InputSpec | Any, coding: str = "bitpla
 
     ``spec`` is an :class:`InputSpec` or a recipe (shape from ``recipe.model``, T from
     ``recipe.data``; bitplane input then needs mean/std: pass an InputSpec). The model is
-    copied, cast to float64 and put in eval mode; the original is untouched.
+    copied, cast to float64 and put in eval mode; the original is untouched. Pruning masks of a
+    structurally developed model are baked into the copy (``W ⊙ M``, dead neurons' biases zero,
+    gated batch-norm channels zero), so an in-memory developed model converts what it computes.
     """
     if not isinstance(spec, InputSpec):
         spec = InputSpec((spec.model.in_channels, spec.model.input_size, spec.model.input_size),

@@ -8,7 +8,7 @@ they do any model: their input is the tensor the synaptic layer really reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -17,8 +17,10 @@ from torch import nn
 from .. import layers as L
 from .graph import ConvertedGraph, Node
 from .ops import concat_inputs, crop_input, input_op, run_elementwise
+from .synapse import folded
 
 F64 = torch.float64
+NodeCallback = Callable[[Node, list[torch.Tensor], torch.Tensor], None]
 
 
 def module_key(node_name: str) -> str:
@@ -26,41 +28,47 @@ def module_key(node_name: str) -> str:
     return node_name.replace(".", "_")
 
 
-class SynapticConv(nn.Module):
-    """``conv2d(crop(cat(inputs)), W) + bias [+ bias_map]``."""
+@torch.no_grad()
+def load_parameters(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    cast(torch.Tensor, layer.weight).copy_(weight)
+    if bias is not None:
+        cast(torch.Tensor, layer.bias).copy_(bias)
 
-    bias_map: torch.Tensor | None
+
+def _pair(v: Sequence[int]) -> tuple[int, int]:
+    """A 2-d geometry attribute (kernel, stride, padding, dilation) as the ``(h, w)`` pair a conv takes."""
+    return int(v[0]), int(v[1])
+
+
+class SynapticConv(nn.Module):
+    """``conv2d(crop(cat(inputs)), W) + bias [+ bias_map]`` with the pools folded into ``W``."""
 
     def __init__(self, node: Node) -> None:
         super().__init__()
-        w = node.tensors["weight"].to(F64)
-        a = node.attrs
-        self.layer = cast(nn.Conv2d, L.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(a["stride"]),
-                                              padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
-                                              bias="bias" in node.tensors, dtype=F64, device=w.device))
-        with torch.no_grad():
-            self.layer.weight.copy_(w)
-            if "bias" in node.tensors:
-                cast(torch.Tensor, self.layer.bias).copy_(node.tensors["bias"])
-        self.crop: list[int] | None = a.get("crop")
-        self.register_buffer("bias_map", node.tensors.get("bias_map"))
+        f = folded(node)
+        w = f.weight.to(F64)
+        self.layer = L.Conv2d(w.shape[1], w.shape[0], _pair(w.shape[2:]), stride=_pair(f.stride),
+                              padding=_pair(f.padding), dilation=_pair(f.dilation),
+                              bias=f.bias is not None, dtype=F64, device=w.device)
+        load_parameters(self.layer, w, f.bias)
+        self.crop: list[int] | None = f.crop
+        self.register_buffer("bias_map", f.bias_map)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        y: torch.Tensor = self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop))
-        return y if self.bias_map is None else y + self.bias_map
+        y = cast(torch.Tensor, self.layer(crop_input(concat_inputs(xs, flatten=False), self.crop)))
+        bias_map = cast(torch.Tensor | None, self.bias_map)
+        return y if bias_map is None else y + bias_map
 
 
 class SynapticLinear(nn.Module):
-    """``cat(flatten(inputs)) · Wᵀ + bias``."""
+    """``cat(flatten(inputs)) · Wᵀ + bias`` with the pools folded into ``W``."""
 
     def __init__(self, node: Node) -> None:
         super().__init__()
-        w = node.tensors["weight"].to(F64)
-        self.layer = L.Linear(w.shape[1], w.shape[0], bias="bias" in node.tensors, dtype=F64, device=w.device)
-        with torch.no_grad():
-            self.layer.weight.copy_(w)
-            if "bias" in node.tensors:
-                self.layer.bias.copy_(node.tensors["bias"])
+        f = folded(node)
+        w = f.weight.to(F64)
+        self.layer = L.Linear(w.shape[1], w.shape[0], bias=f.bias is not None, dtype=F64, device=w.device)
+        load_parameters(self.layer, w, f.bias)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, self.layer(concat_inputs(xs, flatten=True)))
@@ -83,19 +91,18 @@ class ConvertedModel(nn.Module):
     def synapse(self, node: Node) -> nn.Module:
         return self.synapses[module_key(node.name)]
 
-    def forward(self, x: torch.Tensor,
-                on_output: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Run the graph; ``on_output(name, value)`` sees every node's output as it is computed.
+    def forward(self, x: torch.Tensor, on_node: NodeCallback | None = None) -> torch.Tensor:
+        """Run the graph; ``on_node(node, inputs, output)`` sees every node as it is computed.
 
         Each intermediate tensor is released after its last reader, so memory holds only the
-        live part of the graph (pass ``on_output=record.__setitem__`` to keep everything).
+        live part of the graph.
         """
         values: dict[str, torch.Tensor] = {}
         last = self.graph.last_uses()
         for i, n in enumerate(self.graph.nodes):
             values[n.name] = self.run_node(n, x, values)
-            if on_output is not None:
-                on_output(n.name, values[n.name])
+            if on_node is not None:
+                on_node(n, [values[j] for j in n.inputs], values[n.name])
             for name in n.inputs:
                 if last[name] == i:
                     values.pop(name, None)

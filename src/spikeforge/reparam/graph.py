@@ -4,41 +4,50 @@ A converted model is a list of nodes in execution (topological) order. Every nod
 outputs of earlier nodes named in ``inputs`` and produces one tensor ``[T, B, ...]``:
 
 ``input``     the model input. ``encoding = "analog"``: fed as given (``direct``/``rate``/frames);
-              ``"bitplane"``: fed integer pixels ``p ∈ {0..255}`` and emits the binary planes
-              ``b_k = ⌊p / 2^k⌋ mod 2`` (k = 0..7) concatenated on the channel axis.
-``conv``      ``y = conv2d(cat(inputs), W, stride, padding, dilation) + bias [+ bias_map]``; with
-              ``crop = [H, W]`` the (concatenated) input is first cut to its top-left ``H×W``.
-``linear``    ``y = cat(flatten(inputs)) · Wᵀ + bias`` (each input flattened after ``[T, B]``).
-``neuron``    ``h_t = a·v_{t−1} + b·x_t + c``, ``s_t = Θ(h_t − θ)``, soft (``v_reset = null``:
-              ``v_t = h_t − θ s_t``) or hard (``v_t = h_t (1 − s_t) + v_reset s_t``) reset.
-``quantize``  a SpikingReLU's integer level ``q_t = clamp(round(x_t / s), 0, L)`` (stateless).
-``planes``    an integer tensor ``n ∈ {0..M}`` as binary planes on the channel axis: ``bitplane``
-              ``n = Σ_k 2^k b_k`` (``⌈log2(M+1)⌉`` planes) or ``unary`` ``n = Σ_k [n > k]`` (M).
+              ``"pixels"``: integer pixels ``p ∈ {0..255}`` (their bit planes are threshold units);
+              ``"bitplane"`` (format 1 only): emits the 8 planes ``⌊p/2^k⌋ mod 2`` itself.
+``conv``      ``y = conv2d(pool(cat(inputs)), W, stride, padding, dilation) + bias [+ bias_map]``:
+              ``pool`` (attr, format 2) lists average pools with kernel = stride applied to the
+              inputs first; executors fold them into ``W`` (:func:`.synapse.folded`), so the
+              layer itself reads the binary inputs. Format 1 stores the folded ``W`` and a ``crop``.
+``linear``    ``y = cat(flatten(pool(inputs))) · Wᵀ + bias`` (pools folded the same way).
+``neuron``    ``h_t = a·v_{t−1} + b·x_t + c``, ``s_t = Θ(h_t − θ)`` (fires at ``h ≥ θ``), soft
+              (``v_reset = null``: ``v_t = h_t − θ s_t``) or hard (``v_t = h_t (1 − s_t) + v_reset s_t``).
+``threshold`` a stateless threshold unit: ``u_t = Σ_i w_i x_{i,t}``, ``z_t = [u_t > θ]`` (strict, as
+              NIR's ``Threshold``); the units of :mod:`.units` that turn levels into spikes.
+``sumpool``   2-D sum pooling (zero padding), time-distributed; with a threshold unit at ½ after it,
+              the max (OR) of a window of spikes.
 ``add``       ``y = Σ_i scale_i · x_i``.
-``maxpool``   2-D max pooling (time-distributed).
 ``output``    ``y = Σ_i scale_i · x_i`` — the model's output (logits ``[T, B, classes]``).
+``maxpool``   2-D max pooling of real values (a membrane, the analog input): not a neuron.
+``quantize``, ``planes`` (format 1 only) ``clamp(round(x/s), 0, L)`` and its binary planes.
 
-Only ``conv`` and ``linear`` are synaptic layers; after conversion each of them reads binary
-tensors only (planes, neuron spikes, max-pooled spikes), except a first layer fed an ``analog``
-input. Files: ``graph.json`` (this structure, ``format = FORMAT``) and ``model.safetensors``
-(every tensor, float64, keyed ``"<node>.<tensor>"``).
+Only ``conv`` and ``linear`` are synaptic layers; each reads binary tensors only, except a first
+layer fed an ``analog`` input. A *neuron-only* graph (format 2 without ``maxpool``) holds only
+synapses, neurons, threshold units, sum pooling and additions (:data:`NON_NEURON_OPS` lists the
+rest). Files: ``graph.json`` (this structure, ``format``) and ``model.safetensors`` (every tensor,
+float64, keyed ``"<node>.<tensor>"``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-FORMAT = "spikeforge.converted/1"
+FORMAT = "spikeforge.converted/2"
+FORMATS = ("spikeforge.converted/1", FORMAT)  # readable formats (1: quantize/planes nodes)
 GRAPH_FILE = "graph.json"
 WEIGHTS_FILE = "model.safetensors"
-OPS = ("input", "conv", "linear", "neuron", "quantize", "planes", "add", "maxpool", "output")
+OPS = ("input", "conv", "linear", "neuron", "threshold", "sumpool", "add", "output", "maxpool", "quantize",
+       "planes")
 SYNAPTIC_OPS = ("conv", "linear")
+SPIKING_OPS = ("neuron", "threshold")  # nodes whose output is binary spikes
+NON_NEURON_OPS = ("maxpool", "quantize", "planes")  # nonlinearities that are not neurons
 PIXEL_BITS = 8  # 8-bit images: 8 binary planes
 
 
@@ -97,13 +106,16 @@ class ConvertedGraph:
     def synaptic(self) -> list[Node]:
         return [n for n in self.nodes if n.op in SYNAPTIC_OPS]
 
+    def non_neuron(self) -> list[str]:
+        """Nodes computing a nonlinearity that is not a neuron (empty for a neuron-only graph)."""
+        planes_input = self.input.attrs.get("encoding") == "bitplane"
+        return [n.name for n in self.nodes if n.op in NON_NEURON_OPS or (n is self.input and planes_input)]
+
     def to_json(self) -> dict[str, Any]:
-        nodes = []
-        for n in self.nodes:
-            d = asdict(n)
-            d["tensors"] = {k: f"{n.name}.{k}" for k in n.tensors}
-            nodes.append(d)
-        return {"format": FORMAT, "meta": self.meta, "nodes": nodes}
+        nodes = [{"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": n.attrs,
+                  "tensors": {k: f"{n.name}.{k}" for k in n.tensors}} for n in self.nodes]
+        meta = {k: v for k, v in self.meta.items() if k != "format"}
+        return {"format": self.meta.get("format", FORMAT), "meta": meta, "nodes": nodes}
 
     def tensor_dict(self) -> dict[str, torch.Tensor]:
         return {f"{n.name}.{k}": t for n in self.nodes for k, t in n.tensors.items()}
@@ -140,7 +152,9 @@ def load_graph(path: str | Path, device: str | torch.device = "cpu") -> Converte
         doc = json.loads(gfile.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{gfile}: not valid JSON ({e})") from None
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{gfile}: format {doc.get('format')!r} is not {FORMAT!r}")
+    if doc.get("format") not in FORMATS:
+        raise ValueError(f"{gfile}: format {doc.get('format')!r} is not one of {FORMATS}")
     tensors = load_file(str(wfile), device=str(device))
-    return ConvertedGraph([node_from_json(d, tensors) for d in doc["nodes"]], dict(doc.get("meta", {})))
+    meta = dict(doc.get("meta", {}))
+    meta["format"] = doc["format"]
+    return ConvertedGraph([node_from_json(d, tensors) for d in doc["nodes"]], meta)

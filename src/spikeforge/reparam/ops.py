@@ -4,10 +4,12 @@ Equations (per time step ``t``, elementwise; see :mod:`spikeforge.reparam.graph`
 
     neuron    h_t = a·v_{t−1} + b·x_t + c;  s_t = Θ(h_t − θ);  v_t = h_t − θ·s_t (soft)
               or v_t = h_t·(1 − s_t) + v_r·s_t (hard);  v_0 = v_r (hard) or 0 (soft)
-    quantize  q_t = clamp(round(x_t / s), 0, L)
-    planes    n → [b_0 | b_1 | …] on the channel axis (bitplane or unary, see planes.py)
+    threshold u_t = Σ_i w_i·x_{i,t} (in input order);  z_t = [u_t > θ]   (stateless)
+    sumpool   y = Σ over each window (zero padding), per channel
     add       y = Σ_i scale_i·x_i (a lone input with scale 1 passes through unchanged)
-    input     analog: x;  bitplane: the 8 bit planes of integer pixels
+    input     analog: x;  pixels: integer pixels p (checked);  bitplane (format 1): the 8 planes of p
+    quantize  q_t = clamp(round(x_t / s), 0, L)            (format 1)
+    planes    n → [b_0 | b_1 | …] on the channel axis      (format 1, see planes.py)
 
 The neuron and quantize arithmetic mirrors :mod:`spikeforge.neurons.functional` and
 :class:`spikeforge.hybrid.spiking_relu.SpikingReLU` operation by operation, so in float64 the
@@ -16,13 +18,19 @@ converted model reproduces the hybrid's spikes from (almost) identical membrane 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .graph import PIXEL_BITS
 from .planes import to_planes
+
+
+def split_steps(y: torch.Tensor, lead: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """``[T·B, ...] → [T, B, ...]`` (the inverse of ``flatten(0, 1)``)."""
+    return y.reshape(*lead, *y.shape[1:])
 
 
 def neuron_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
@@ -38,6 +46,18 @@ def neuron_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
         v = h - theta * s if v_reset is None else h * (1.0 - s) + v_reset * s
         out.append(s)
     return torch.stack(out)
+
+
+def threshold_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
+    u = add_op(xs, {"scales": attrs["weights"]})
+    threshold = float(attrs["threshold"])
+    return (u > threshold).to(xs[0].dtype)
+
+
+def sumpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
+    y = F.avg_pool2d(x.flatten(0, 1), attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["ceil_mode"],
+                     count_include_pad=True, divisor_override=1)
+    return split_steps(y, x.shape[:2])
 
 
 def quantize_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
@@ -61,31 +81,55 @@ def add_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
 def maxpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
     y = F.max_pool2d(x.flatten(0, 1), attrs["kernel_size"], attrs["stride"], attrs["padding"],
                      attrs["dilation"], attrs["ceil_mode"])
-    return cast(torch.Tensor, y.unflatten(0, x.shape[:2]))  # type: ignore[no-untyped-call]
+    return split_steps(y, x.shape[:2])
 
 
 def input_op(x: torch.Tensor, attrs: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:
-    if attrs["encoding"] == "bitplane":
+    if attrs["encoding"] in ("bitplane", "pixels"):
         pix = x.to(torch.int64)
         if bool((pix != x).any()) or int(pix.min()) < 0 or int(pix.max()) >= 2**PIXEL_BITS:
             raise ValueError("a bitplane-encoded model takes integer pixels in 0..255")
+        if attrs["encoding"] == "pixels":
+            return x.to(dtype)
         return to_planes(pix, 2**PIXEL_BITS - 1, "bitplane").to(dtype)
     return x.to(dtype)
 
 
+def _first(fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]) -> ElementwiseOp:
+    return lambda xs, attrs: fn(xs[0], attrs)
+
+
+ElementwiseOp = Callable[[list[torch.Tensor], dict[str, Any]], torch.Tensor]
+ELEMENTWISE: dict[str, ElementwiseOp] = {
+    "neuron": _first(neuron_op), "threshold": threshold_op, "sumpool": _first(sumpool_op),
+    "add": add_op, "output": add_op, "maxpool": _first(maxpool_op),
+    "quantize": _first(quantize_op), "planes": _first(planes_op),
+}
+
+
 def run_elementwise(op: str, xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
     """Dispatch one non-synaptic, non-input node."""
-    if op == "neuron":
-        return neuron_op(xs[0], attrs)
-    if op == "quantize":
-        return quantize_op(xs[0], attrs)
-    if op == "planes":
-        return planes_op(xs[0], attrs)
-    if op in ("add", "output"):
-        return add_op(xs, attrs)
-    if op == "maxpool":
-        return maxpool_op(xs[0], attrs)
-    raise ValueError(f"not an elementwise op: {op!r}")
+    if op not in ELEMENTWISE:
+        raise ValueError(f"not an elementwise op: {op!r}")
+    return ELEMENTWISE[op](xs, attrs)
+
+
+EDGE_OPS = ("add", "output", "threshold")  # weighted sums: a spike input costs one accumulation per unit
+
+
+def unit_accumulations(op: str, xs: list[torch.Tensor], y: torch.Tensor, spiking: list[bool]) -> int:
+    """Accumulations a non-synaptic node performs on spike inputs (the units' internal events).
+
+    ``add``/``output``/``threshold``: one per input spike of a spiking input (``spiking[i]``) — a
+    weighted edge into one unit; ``sumpool``: one per (spike, window containing it), i.e. the sum of
+    its output. Real-valued inputs (a synaptic layer's output, a membrane) are the units' input
+    current, already paid for by the layer that computed it.
+    """
+    if op in EDGE_OPS:
+        return sum(int((x != 0).sum()) for x, s in zip(xs, spiking, strict=True) if s)
+    if op == "sumpool":
+        return int(y.sum().round())
+    return 0
 
 
 def concat_inputs(xs: list[torch.Tensor], flatten: bool) -> torch.Tensor:

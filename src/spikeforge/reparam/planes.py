@@ -1,4 +1,8 @@
-"""Integer tensors as binary spike planes, and the weights that absorb the plane factors.
+"""Integer tensors as binary planes computed by rounding and bit extraction (format-1 graphs).
+
+Format-2 graphs build planes from threshold units (:mod:`.units`), whose bit-plane digits may differ
+from ``2^k`` when ``L`` is not ``2^P − 1``; this module remains for executing format-1 graphs and for
+:func:`expand_input_weight`, which both formats use.
 
 For an integer tensor ``n ∈ {0..M}`` (a SpikingReLU level ``q``, a sum of spikes, 8-bit pixels):
 

@@ -22,11 +22,12 @@ from .verify import Batch, prepare_hybrid, pure_snn, verify_models
 
 F64 = torch.float64
 PIXEL_MAX = 255.0
+KIB_PER_MIB = 1024.0  # ru_maxrss is in KiB on Linux
 ENCODING_TOLERANCE = 1e-5  # float32 normalisation vs the float64 one
-DEFAULT_BATCH = 200
+DEFAULT_BATCH = 50  # test samples per batch: peak memory depends on this, not on --limit
 
 
-def _input_spec(recipe: Any, encoding: str, data_root: str | Path | None) -> InputSpec:
+def input_spec(recipe: Any, encoding: str, data_root: str | Path | None) -> InputSpec:
     shape = (recipe.model.in_channels, recipe.model.input_size, recipe.model.input_size)
     if encoding != "bitplane":
         return InputSpec(shape, recipe.data.time_steps, encoding)
@@ -50,7 +51,7 @@ def convert_run(run_dir: str | Path, out_dir: str | Path, coding: str = "bitplan
     from ..train.rundir import load_run
 
     run = load_run(run_dir, "cpu")
-    spec = _input_spec(run.recipe, input_encoding, data_root)
+    spec = input_spec(run.recipe, input_encoding, data_root)
     graph = convert_model(run.model, spec, coding)
     hybrid_meta = run.meta.get("extensions", {}).get("hybrid", {})
     graph.meta["source"] = {"run_dir": str(Path(run_dir).resolve()), "recipe": run.recipe.name,
@@ -60,6 +61,16 @@ def convert_run(run_dir: str | Path, out_dir: str | Path, coding: str = "bitplan
                             "levels": hybrid_meta.get("levels")}
     save_graph(graph, out_dir)
     return graph
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process (MiB; Linux ``ru_maxrss``) and, on CUDA, peak allocated."""
+    import resource
+
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB}
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 def _source_run(graph: ConvertedGraph, converted_dir: Path, run_dir: str | Path | None) -> Path:
@@ -82,10 +93,11 @@ def dataset_batches(graph: ConvertedGraph, recipe: Any, splits: Any, device: tor
     test = splits.test.subset(limit)
     gen = torch.Generator(device=device).manual_seed(seed)
     attrs = graph.input.attrs
+    pixels = attrs["encoding"] in ("bitplane", "pixels")
     for i in range(0, len(test), batch_size):
         x, y = test.x[i:i + batch_size].to(device), test.y[i:i + batch_size].to(device)
         enc = prepare_batch(x, splits.info, recipe.data, None, gen, train=False).to(F64)
-        if attrs["encoding"] != "bitplane":
+        if not pixels:
             yield Batch(enc, enc, y)
             continue
         if x.dtype != torch.uint8:
@@ -117,8 +129,10 @@ def verify(converted_dir: str | Path, data_root: str | Path | None = None, devic
     proxy = pure_snn(hybrid, run.recipe.model.neuron) if snn else None
     batches = dataset_batches(graph, run.recipe, splits, dev, batch_size, limit, seed)
     result = verify_models(hybrid, graph, batches, proxy)
+    result["batch_size"] = batch_size
+    result.update(peak_memory(dev))
     result["converted_dir"] = str(cdir)
     result["source"] = graph.meta.get("source", {})
-    result["input_encoding"] = graph.input.attrs["encoding"]
+    result["input_encoding"] = graph.meta.get("input_encoding", graph.input.attrs["encoding"])
     result["coding"] = graph.meta.get("coding")
     return result

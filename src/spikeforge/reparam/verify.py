@@ -7,14 +7,23 @@ made once and fed to both). Checks and measurements, over every batch:
   (required ≤ :data:`LOGIT_TOLERANCE`) and ``argmax_agreement``: the share of samples whose
   time-averaged logits have the same argmax (required 1.0);
 - ``site_mismatches``: per hybrid site, the number of output elements (spikes, or SpikingReLU
-  values ``s·q``) that differ from the converted node's — 0 unless a float64 reassociation
-  moved a membrane across a threshold (or a level across a rounding boundary);
-- ``binary_inputs``: every synaptic layer's input holds only 0 and 1, except the layers fed the
-  analog model input (``analog_input_layers``); else ``first_non_binary`` names the first one;
+  levels ``q``, read back from the site's threshold units as ``Σ c_k z_k``) that differ from the
+  converted graph's — 0 unless a float64 reassociation moved a membrane across a threshold (or
+  a level across a rounding boundary);
+- ``certificate`` (:mod:`.certificate`): the margin of every decision against a rigorous bound on
+  the hybrid − converted difference; ``certified`` means equal on this data by proof, not by luck;
+- ``binary_inputs``: every synaptic layer's input holds only 0 and 1 — false with an analog first
+  layer (``analog_input_layers`` names the layers reading the analog model input);
+  ``first_non_binary`` names the first non-binary layer, ``binary_hidden_inputs`` ignores the
+  analog-input layers; ``neuron_only``: no nonlinearity other than neurons and threshold units
+  (``non_neuron_nodes`` lists the others, e.g. a max pool of a membrane);
 - operations and energy (:mod:`spikeforge.energy`, E_AC = 0.9 pJ, E_MAC = 4.6 pJ, Horowitz 2014)
   of the same architecture as ANN (dense MACs of one step), pure SNN (every site spiking, same
   weights: a proxy, its accuracy is reported but it was never trained as such), hybrid (layers
-  after a SpikingReLU are dense MACs) and converted (only accumulates, except an analog first layer).
+  after a SpikingReLU are dense MACs) and converted (only accumulates, except an analog first
+  layer; the threshold units' internal events — lateral synapses, spikes into adds, sum pools —
+  are accumulations too, ``unit_sops``, as :func:`spikeforge.reparam.ops.unit_accumulations` counts
+  them, the same count as the event runtime's).
 """
 
 from __future__ import annotations
@@ -31,8 +40,10 @@ from ..energy import EnergyModel, OpsCounter, OpsReport
 from ..hybrid.spiking_relu import SpikingReLU
 from ..models import neuron_sites, replace_module
 from ..neurons import NeuronConfig, SpikingNeuron
+from .certificate import Certificate, covers
 from .executor import ConvertedModel
-from .graph import ConvertedGraph
+from .graph import SPIKING_OPS, ConvertedGraph, Node
+from .ops import unit_accumulations
 
 LOGIT_TOLERANCE = 1e-9
 F64 = torch.float64
@@ -86,18 +97,18 @@ class BinaryInputMonitor:
             h.remove()
         self._handles = []
 
-    def offending(self, graph: ConvertedGraph) -> list[str]:
-        """Non-binary layers in graph order, excluding those fed the analog model input."""
-        return [n.name for n in graph.synaptic()
-                if not n.attrs.get("analog_input") and not self.binary.get(n.name, True)]
+    def offending(self, graph: ConvertedGraph, hidden_only: bool = False) -> list[str]:
+        """Layers (graph order) that saw a non-binary input; ``hidden_only``: not those reading the model input."""
+        return [n.name for n in graph.synaptic() if not self.binary.get(n.name, True)
+                and not (hidden_only and n.attrs.get("analog_input"))]
 
 
-def check_binary_inputs(graph: ConvertedGraph, x: torch.Tensor) -> list[str]:
+def check_binary_inputs(graph: ConvertedGraph, x: torch.Tensor, hidden_only: bool = True) -> list[str]:
     """Run ``graph`` densely on ``x`` and return the synaptic layers that saw a non-binary input."""
     model = ConvertedModel(graph)
     with torch.no_grad(), BinaryInputMonitor(model) as mon:
         model(x)
-    return mon.offending(graph)
+    return mon.offending(graph, hidden_only)
 
 
 @dataclass
@@ -117,6 +128,8 @@ class _Tally:
     labelled: int = 0
     correct: dict[str, int] = field(default_factory=lambda: {"hybrid": 0, "converted": 0, "snn": 0})
     mismatches: dict[str, int] = field(default_factory=dict)
+    spikes: dict[str, int] = field(default_factory=dict)  # per spiking node (neurons, units): spikes emitted
+    unit_events: dict[str, int] = field(default_factory=dict)  # per non-synaptic node: accumulations
 
 
 def _site_outputs(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]:
@@ -136,18 +149,40 @@ def _site_outputs(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]
     return out, handles
 
 
-def _mismatch_counter(tally: _Tally, hybrid_sites: dict[str, torch.Tensor],
-                      graph: ConvertedGraph) -> Callable[[str, torch.Tensor], None]:
-    """``on_output`` callback comparing each converted site node with the stored hybrid output."""
-    ops = {n.name: n.op for n in graph.nodes}
+class _Observer:
+    """Per converted node (``ConvertedModel.forward(on_node=...)``): compare sites, count unit events, certify."""
 
-    def compare(name: str, value: torch.Tensor) -> None:
-        ref = hybrid_sites.pop(name, None)
-        if ref is None or ops[name] not in ("neuron", "quantize"):
-            return
-        got = value.to(LEVEL_DTYPE) if ops[name] == "quantize" else value != 0
-        tally.mismatches[name] = tally.mismatches.get(name, 0) + int((got != ref).sum())
-    return compare
+    def __init__(self, graph: ConvertedGraph, tally: _Tally, certificate: Certificate | None) -> None:
+        self.graph, self.tally, self.certificate = graph, tally, certificate
+        self.ops = {n.name: n.op for n in graph.nodes}
+        self.hybrid: dict[str, torch.Tensor] = {}
+        self.levels: dict[tuple[str, str], torch.Tensor] = {}
+
+    def __call__(self, node: Node, xs: list[torch.Tensor], y: torch.Tensor) -> None:
+        t = self.tally
+        if node.op in SPIKING_OPS:
+            t.spikes[node.name] = t.spikes.get(node.name, 0) + int((y != 0).sum())
+        acc = unit_accumulations(node.op, xs, y, [self.ops[i] in SPIKING_OPS for i in node.inputs])
+        if acc or node.op in ("threshold", "sumpool"):
+            t.unit_events[node.name] = t.unit_events.get(node.name, 0) + acc
+        if node.op == "neuron" and node.name in self.hybrid:
+            self._count(node.name, (y != 0) != self.hybrid[node.name])
+        elif node.op == "quantize" and node.name in self.hybrid:  # format 1 graphs
+            self._count(node.name, y.to(LEVEL_DTYPE) != self.hybrid[node.name])
+        elif node.op == "threshold" and node.attrs.get("role") == "level" and node.attrs["site"] in self.hybrid:
+            key = (node.attrs["site"], node.attrs["code"])
+            self.levels[key] = self.levels.get(key, 0) + int(node.attrs["digit"]) * y.to(LEVEL_DTYPE)
+        if self.certificate is not None:
+            self.certificate.on_node(node, xs, y)
+
+    def _count(self, site: str, diff: torch.Tensor) -> None:
+        self.tally.mismatches[site] = self.tally.mismatches.get(site, 0) + int(diff.sum())
+
+    def end_batch(self) -> None:
+        for (site, _code), q in self.levels.items():
+            self._count(site, q != self.hybrid[site])
+        self.levels.clear()
+        self.hybrid.clear()
 
 
 def _keep_pool_outputs(models: list[nn.Module], keep: list[torch.Tensor]) -> list[Any]:
@@ -176,7 +211,10 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
     device = next((t.device for t in hybrid.parameters()), torch.device("cpu"))
     converted = ConvertedModel(graph).to(device)
     tally = _Tally()
+    certificate = Certificate(graph) if covers(graph) else None
+    observer = _Observer(graph, tally, certificate)
     site_out, handles = _site_outputs(hybrid)
+    observer.hybrid = site_out
     alive: list[torch.Tensor] = []
     handles += _keep_pool_outputs([hybrid] + ([snn] if snn is not None else []), alive)
     counters = [OpsCounter(hybrid, energy), OpsCounter(converted, energy)]
@@ -190,8 +228,8 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
         for batch in batches:
             xh, xc = batch.hybrid_input.to(device, F64), batch.converted_input.to(device, F64)
             yh = hybrid(xh)
-            yc = converted(xc, _mismatch_counter(tally, site_out, graph))
-            site_out.clear()
+            yc = converted(xc, observer)
+            observer.end_batch()
             tally.max_diff = max(tally.max_diff, float((yh - yc).abs().max()))
             ph, pc = yh.mean(0).argmax(-1), yc.mean(0).argmax(-1)
             tally.agree += int((ph == pc).sum())
@@ -212,26 +250,50 @@ def verify_models(hybrid: nn.Module, graph: ConvertedGraph, batches: Iterable[Ba
             c.__exit__()
         for h in handles:
             h.remove()
-    return _result(graph, converted, tally, counters, mon)
+    return _result(graph, converted, tally, counters, mon, certificate)
+
+
+def _unit_summary(graph: ConvertedGraph, tally: _Tally, samples: int) -> dict[str, Any]:
+    """Per-sample spikes and accumulations of the non-synaptic nodes, and per site the units' cost."""
+    per_site: dict[str, dict[str, float]] = {}
+    for n in graph.nodes:
+        if n.op != "threshold":
+            continue
+        entry = per_site.setdefault(n.attrs.get("site", n.name), {"units": 0, "spikes": 0.0, "sops": 0.0})
+        entry["units"] += 1
+        entry["spikes"] += tally.spikes.get(n.name, 0) / samples
+        entry["sops"] += tally.unit_events.get(n.name, 0) / samples
+    return {"unit_sops": sum(tally.unit_events.values()) / samples, "spikes": sum(tally.spikes.values()) / samples,
+            "unit_sites": per_site}
 
 
 def _result(graph: ConvertedGraph, converted: ConvertedModel, tally: _Tally, counters: list[OpsCounter],
-            mon: BinaryInputMonitor) -> dict[str, Any]:
+            mon: BinaryInputMonitor, certificate: Certificate | None) -> dict[str, Any]:
     if not tally.total:
         raise ValueError("verification saw no samples")
     rep_h, rep_c = counters[0].report(), counters[1].report()
-    offending = mon.offending(graph)
+    offending, hidden = mon.offending(graph), mon.offending(graph, hidden_only=True)
+    units = _unit_summary(graph, tally, tally.total)
+    sops = rep_c.sops + units["unit_sops"]
+    e = rep_c.energy
+    converted_energy = {"sops": sops, "macs": rep_c.macs, "energy_pj": sops * e.e_ac_pj + rep_c.macs * e.e_mac_pj}
     energy = {"ann": {"sops": 0.0, "macs": rep_h.ann_macs, "energy_pj": rep_h.ann_energy_pj},
               "hybrid": _energy_entry(rep_h), "hybrid_event_view": _energy_entry(rep_h, "event"),
-              "converted": _energy_entry(rep_c)}
+              "converted": converted_energy}
+    flips = int(sum(tally.mismatches.values()))
     out: dict[str, Any] = {
         "samples": tally.total, "time_steps": rep_c.time_steps,
         "max_abs_logit_diff": tally.max_diff, "argmax_agreement": tally.agree / tally.total,
-        "site_mismatches": tally.mismatches, "spike_flips": int(sum(tally.mismatches.values())),
+        "site_mismatches": tally.mismatches, "spike_flips": flips,
         "binary_inputs": not offending, "first_non_binary": offending[0] if offending else None,
-        "analog_input_layers": [n.name for n in graph.synaptic() if n.attrs.get("analog_input")],
-        "sops": rep_c.sops, "macs": rep_c.macs, "energy_pj": rep_c.energy_pj, "energy": energy,
-        "energy_model": {"e_ac_pj": rep_c.energy.e_ac_pj, "e_mac_pj": rep_c.energy.e_mac_pj},
+        "binary_hidden_inputs": not hidden,
+        "analog_input_layers": [n.name for n in graph.synaptic() if n.attrs.get("analog_input")
+                                and not mon.binary.get(n.name, True)],
+        "neuron_only": not graph.non_neuron(), "non_neuron_nodes": graph.non_neuron(),
+        "sops": sops, "synaptic_sops": rep_c.sops, "macs": rep_c.macs, "energy_pj": converted_energy["energy_pj"],
+        "energy": energy, **units,
+        "energy_model": {"e_ac_pj": e.e_ac_pj, "e_mac_pj": e.e_mac_pj},
+        "certificate": certificate.result(flips) if certificate is not None else None,
     }
     per_layer = {"hybrid": rep_h.to_dict()["layers"]}
     if len(counters) > 2:

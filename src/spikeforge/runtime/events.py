@@ -17,6 +17,12 @@ the accumulations it performs: ``C_out`` per (event, tap) pair that lands inside
 :mod:`spikeforge.energy`, so the counts equal the verifier's. A layer whose input is not binary
 (the analog first layer of a non-bitplane model) is computed densely and counted as
 ``MACs = out_elements · C_in · kH · kW`` (``in · out`` for linear) per step and sample.
+
+Pools before a synaptic node are folded into its weights (:func:`spikeforge.reparam.synapse.folded`),
+so each pre-pool spike is delivered directly. The threshold units, sum pools and weighted adds run
+as the dense executor runs them; their events are counted as
+:func:`spikeforge.reparam.ops.unit_accumulations` defines (one accumulation per spike entering a
+unit or an add, one per spike and pooling window), in ``RuntimeReport.unit_events``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..reparam.graph import ConvertedGraph, Node
-from ..reparam.ops import concat_inputs, crop_input, input_op, run_elementwise
+from ..reparam.graph import SPIKING_OPS, ConvertedGraph, Node
+from ..reparam.ops import concat_inputs, crop_input, input_op, run_elementwise, split_steps, unit_accumulations
+from ..reparam.synapse import FoldedSynapse, folded
 
 F64 = torch.float64
 
@@ -56,10 +63,16 @@ class RuntimeReport:
     samples: int
     time_steps: int
     layers: list[LayerCount] = field(default_factory=list)
+    unit_events: dict[str, int] = field(default_factory=dict)  # per non-synaptic node (units, adds, pools)
+
+    @property
+    def synaptic_accumulations(self) -> int:
+        return sum(c.accumulations for c in self.layers)
 
     @property
     def accumulations(self) -> int:
-        return sum(c.accumulations for c in self.layers)
+        """Every accumulation: synaptic layers plus the units' internal events."""
+        return self.synaptic_accumulations + sum(self.unit_events.values())
 
     @property
     def macs(self) -> int:
@@ -168,48 +181,46 @@ class EventRuntime:
         self.method = method
         self.device = torch.device(device) if device is not None else None
         self._rows: dict[str, torch.Tensor] = {}  # per synaptic node: weights laid out one row per input
+        self._folded: dict[str, FoldedSynapse] = {}
 
     def _weight_rows(self, node: Node, w: torch.Tensor) -> torch.Tensor:
         if node.name not in self._rows:
             self._rows[node.name] = (w.t() if node.op == "linear" else w.permute(2, 3, 1, 0)).contiguous()
         return self._rows[node.name]
 
-    def _t(self, node: Node, key: str) -> torch.Tensor | None:
-        t = node.tensors.get(key)
-        if t is None:
-            return None
-        return t.to(self.device or t.device, F64)
+    def _fold(self, node: Node, device: torch.device) -> FoldedSynapse:
+        if node.name not in self._folded:
+            self._folded[node.name] = folded(node).to(self.device or device, F64)
+        return self._folded[node.name]
 
     def synaptic(self, node: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
         t, b = xs[0].shape[:2]
+        f = self._fold(node, xs[0].device)
         x = concat_inputs(xs, flatten=node.op == "linear")
         if node.op == "conv":
-            x = crop_input(x, node.attrs.get("crop"))
+            x = crop_input(x, f.crop)
         flat = x.flatten(0, 1)
-        w = self._t(node, "weight")
+        w, bias, bias_map = f.weight, f.bias, f.bias_map
         assert w is not None
-        bias, bias_map = self._t(node, "bias"), self._t(node, "bias_map")
         count.inputs += flat.numel()
         count.events += int((flat != 0).sum())
-        a = node.attrs
         if not _is_binary(flat):  # analog input: dense, multiply-accumulate
             if node.op == "linear":
                 y = F.linear(flat, w, bias)
             else:
-                y = F.conv2d(flat, w, bias, a["stride"], a["padding"], a["dilation"])
+                y = F.conv2d(flat, w, bias, f.stride, f.padding, f.dilation)
                 y = y if bias_map is None else y + bias_map
             count.macs += y.numel() * w[0].numel()
             count.dense_macs += y.numel() * w[0].numel()
-            return y.unflatten(0, (t, b))
+            return split_steps(y, (t, b))
         rows = self._weight_rows(node, w)
         if node.op == "linear":
             y, acc = event_linear(flat, w, bias, rows, self.method)
         else:
-            y, acc = event_conv(flat, w, bias, bias_map, a["stride"], a["padding"], a["dilation"], rows,
-                                self.method)
+            y, acc = event_conv(flat, w, bias, bias_map, f.stride, f.padding, f.dilation, rows, self.method)
         count.accumulations += acc
         count.dense_macs += y.numel() * w[0].numel()
-        return y.unflatten(0, (t, b))
+        return split_steps(y, (t, b))
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:
@@ -219,6 +230,7 @@ class EventRuntime:
         report = RuntimeReport(samples=int(x.shape[1]), time_steps=int(x.shape[0]))
         values: dict[str, torch.Tensor] = {}
         last = self.graph.last_uses()
+        ops = {n.name: n.op for n in self.graph.nodes}
         for k, n in enumerate(self.graph.nodes):
             if n.op == "input":
                 values[n.name] = input_op(x, n.attrs, F64)
@@ -229,7 +241,10 @@ class EventRuntime:
                 values[n.name] = self.synaptic(n, xs, count)
                 report.layers.append(count)
             else:
-                values[n.name] = run_elementwise(n.op, xs, n.attrs)
+                values[n.name] = y = run_elementwise(n.op, xs, n.attrs)
+                acc = unit_accumulations(n.op, xs, y, [ops[i] in SPIKING_OPS for i in n.inputs])
+                if acc or n.op in ("threshold", "sumpool"):
+                    report.unit_events[n.name] = report.unit_events.get(n.name, 0) + acc
             for name in n.inputs:
                 if last[name] == k:
                     values.pop(name, None)

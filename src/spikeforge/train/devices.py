@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-AMP_CHOICES = ("auto", "bf16", "off")
+PRECISIONS = ("auto", "bf16", "fp32", "off")  # "off": the deprecated train.amp spelling of fp32
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,11 +23,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager[object]:
-    """``train.amp``: ``auto`` = bf16 autocast on CUDA only, ``bf16`` = always, ``off`` = never."""
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"train.amp must be auto, bf16 or off, got {amp!r}")
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
+    """``train.precision``: ``bf16`` = bf16 autocast on CPU and CUDA, ``auto`` = bf16 on CUDA only,
+    ``fp32`` (or the deprecated ``train.amp`` value ``off``) = float32. Neuron membranes stay float32
+    under autocast (:func:`spikeforge.neurons.state_dtype`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -62,7 +62,7 @@ def train_step(s: Session, progress: float, x: torch.Tensor, y: torch.Tensor, ta
         hook.before_step(ctx)
     buffers = BufferSnapshot(ctx.model) if cfg.skip_nonfinite_steps else None
     inp = prepare_batch(x, s.info, s.recipe.data, s.augment, s.streams.batch, train=True)
-    with autocast_context(ctx.device, cfg.amp):
+    with autocast_context(ctx.device, cfg.precision):
         out = s.step_model(inp)
     loss = s.loss_fn(out.float(), y, cfg.label_smoothing)
     s.optimizer.zero_grad(set_to_none=True)
@@ -125,7 +125,7 @@ def end_epoch(s: Session, record: dict[str, Any]) -> dict[str, Any]:
         return record
     cfg = s.recipe.train
     ev = evaluate_model(s.ctx.model, s.splits.test, s.info, s.recipe.data, cfg.eval_batch_size, s.ctx.device,
-                        cfg.amp, cfg.seed, cfg.loss)
+                        cfg.precision, cfg.seed, cfg.loss)
     s.best_accuracy = max(s.best_accuracy, ev["accuracy"])
     record.update({"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "firing_rates": ev["firing_rates"],
                    "epoch_time_s": time.perf_counter() - s.epoch_started, "best_test_accuracy": s.best_accuracy})
