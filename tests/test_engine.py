@@ -178,3 +178,30 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     recs = [[{k: json.loads(x)[k] for k in keys} for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
             for d in ("a", "b")]
     assert recs[0] == recs[1]
+
+
+def test_compile_and_threads_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """train.compile runs the training steps through torch.compile (same numbers as eager up to float
+    reassociation); train.threads sets torch's thread count; both may change on --resume; bad values are
+    one line each."""
+    from spikeforge.train.schema import RecipeError
+    from spikeforge.train.validate import validate_recipe
+
+    data = make_mnist(tmp_path / "mnist", 32, 16)
+    settings = [*TINY, "model.width=0.25", "train.seed=3"]
+    eager = train(load_recipe("mnist-sdsnn", settings), tmp_path / "eager", data_root=data, device="cpu", quiet=True)
+    threads_before = torch.get_num_threads()
+    try:
+        compiled = train(load_recipe("mnist-sdsnn", [*settings, "train.compile=true", "train.threads=1"]),
+                         tmp_path / "compiled", data_root=data, device="cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads_before)
+    out = capsys.readouterr().out
+    assert "torch.compile" in out and "threads: 1" in out
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3, abs=1e-5)
+    a, b = load_run(tmp_path / "eager").model.state_dict(), load_run(tmp_path / "compiled").model.state_dict()
+    assert a.keys() == b.keys()  # saved from the model, not the compiled wrapper (no _orig_mod. prefix)
+    for bad, what in (("train.threads=0", "train.threads"), ('train.threads="many"', "train.threads")):
+        with pytest.raises(RecipeError, match=what):
+            validate_recipe(load_recipe("mnist-sdsnn", [bad]))

@@ -50,3 +50,19 @@ def free_cores(sample_s: float = CPU_SAMPLE_S) -> float:
 def auto_threads(sample_s: float = CPU_SAMPLE_S) -> int:
     """Threads for the cores free now: the free cores rounded, at least one."""
     return max(1, int(free_cores(sample_s) + 0.5))
+
+
+def apply_threads(setting: int | str, device_type: str = "cpu") -> str:
+    """Set torch's intra-op threads from a recipe's ``train.threads`` (``"default"``, ``"auto"`` or a count)
+    for a run on ``device_type``; returns what was done, for the run's log (nothing on CUDA)."""
+    import torch
+
+    if device_type != "cpu" or setting == "default":
+        return ""
+    if setting == "auto":
+        free = free_cores()
+        n = max(1, int(free + 0.5))
+        torch.set_num_threads(n)
+        return f"threads: {n} ({free:.1f} of {usable_cores()} cores free)"
+    torch.set_num_threads(int(setting))
+    return f"threads: {int(setting)}"

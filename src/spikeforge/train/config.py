@@ -45,6 +45,9 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     keep_checkpoints: int = 2  # the last K epochs' checkpoints are kept (and always the best one)
     skip_nonfinite_steps: int = 0  # steps with a NaN/inf loss or gradient skipped before training stops
+    threads: int | str = "default"  # CPU intra-op threads: "default" (torch: one per core) | "auto" (the cores
+    # free when training starts, spikeforge.threads.auto_threads) | N
+    compile: bool = False  # torch.compile the model for training steps (whole forward + backward; eval stays eager)
 
     def __post_init__(self) -> None:
         """Resolve the deprecated ``amp`` into ``precision`` and keep the two consistent."""

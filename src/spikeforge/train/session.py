@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from ..data import dataset_folder, load_dataset
 from ..data.augment import BatchAugment
 from ..data.base import DatasetInfo, DataSplits
 from ..models import build_model
+from ..threads import apply_threads
 from .distributed import RANK_SEED_STRIDE, Distributed
 from .hooks import TrainContext, TrainHook
 from .metrics import LossFn, get_loss
@@ -188,6 +189,13 @@ def open_session(recipe: Recipe, run: RunDir, world: Distributed, dev: torch.dev
     if world.is_main:
         run.write_recipe(to_toml(recipe))
     session.step_model = world.wrap(model, dev)
+    if cfg.compile:  # whole training step: one graph for forward and backward; a failure is an error, not eager
+        session.step_model = cast(nn.Module, torch.compile(session.step_model, dynamic=False))
+        if world.is_main and not quiet:
+            print("train.compile: training steps run through torch.compile (the first steps include compile time)")
+    note = apply_threads(cfg.threads, dev.type)
+    if note and world.is_main and not quiet:
+        print(note)
     if world.enabled:
         torch.manual_seed(cfg.seed + world.rank * RANK_SEED_STRIDE)  # dropout masks differ per rank
     return session

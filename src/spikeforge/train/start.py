@@ -22,7 +22,8 @@ from .rundir import parse_stored_recipe
 
 # recipe keys (and key prefixes) that --resume may change: they do not change what is trained
 RESUME_MAY_CHANGE = ("name", "description", "train.epochs", "train.eval_batch_size", "train.device", "train.amp",
-                     "train.precision", "train.keep_checkpoints", "train.skip_nonfinite_steps", "data.root",
+                     "train.precision", "train.keep_checkpoints", "train.skip_nonfinite_steps", "train.threads",
+                     "train.compile", "data.root",
                      "data.cache_dir", "data.events.cache", "data.events.cache_dir", "model.neuron.backend")
 # keys a run without data (``spikeforge import``) leaves empty until training resolves them from the dataset
 RESOLVED_BY_DATA = ("data.mean", "data.std")

@@ -26,6 +26,7 @@ from .schema import Recipe, RecipeError
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+THREAD_CHOICES = ("default", "auto")
 NEURON_KINDS = ("if", "lif", "plif")
 PLIF_MIN_TAU = 1.0  # PLIF learns tau = 1 + exp(-w): its initial tau must exceed 1
 ENCODINGS = ("direct", "rate", "frames")
@@ -78,6 +79,8 @@ RULES: tuple[Rule, ...] = (
     Rule("train.schedule.step_size", at_least(1), "an integer >= 1"),
     Rule("train.schedule.gamma", positive, "a number > 0"),
     Rule("train.device", lambda d: DEVICE_PATTERN.fullmatch(d) is not None, DEVICE_CHOICES),
+    Rule("train.threads", lambda n: n in THREAD_CHOICES if isinstance(n, str) else n >= 1,
+         f"an integer >= 1 or one of {list(THREAD_CHOICES)}"),
     Rule("model.name", one_of(MODELS), f"one of {sorted(MODELS)}"),
     Rule("model.width", positive, "a number > 0 (the channel multiplier; every layer keeps at least 1 channel)"),
     Rule("model.num_classes", at_least(1), "an integer >= 1"),
