@@ -35,9 +35,9 @@ CASES = [  # (--set overrides or other arguments, the message after "spikeforge 
     (["--set", "data.time_steps=0"], f"{PACKAGED}: data.time_steps: expected an integer >= 1, got 0"),
     (["--set", "train.keep_checkpoints=0"], f"{PACKAGED}: train.keep_checkpoints: expected an integer >= 1, got 0"),
     (["--set", "train.epoch=3"], f"{PACKAGED}: train.epoch: unknown key; expected one of ['amp', 'batch_size', "
-                                 "'device', 'epochs', 'eval_batch_size', 'grad_clip', 'keep_checkpoints', "
+                                 "'compile', 'device', 'epochs', 'eval_batch_size', 'grad_clip', 'keep_checkpoints', "
                                  "'label_smoothing', 'loss', 'optimizer', 'precision', 'schedule', 'seed', "
-                                 "'skip_nonfinite_steps']"),
+                                 "'skip_nonfinite_steps', 'threads']"),
     (["--set", "train.epochs=2.5"], f"{PACKAGED}: train.epochs: expected int, got float 2.5"),
     (["--set", "train=5"], "--set train=5: train is a section of settings, not a value; set one of its keys, e.g. "
                            "--set train.KEY=VALUE"),
