@@ -50,6 +50,12 @@ class LayerCount:
         for m, k in other.methods.items():
             self.methods[m] = self.methods.get(m, 0) + k
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerCount:
+        """The inverse of :meth:`to_dict` (derived fields ignored)."""
+        return cls(d["name"], d["accumulations"], d["macs"], d["dense_macs"], d["events"], d["inputs"],
+                   d["seconds"], dict(d["methods"]))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "method": self.method, "events": self.events, "inputs": self.inputs,
                 "rate": self.rate, "accumulations": self.accumulations, "macs": self.macs,
@@ -116,11 +122,12 @@ class RuntimeReport:
                 "layers": [c.to_dict() for c in self.layers], "unit_events": dict(self.unit_events)}
 
 
-def format_layers(report: RuntimeReport) -> list[str]:
+def format_layers(report: RuntimeReport | list[LayerCount]) -> list[str]:
     """A markdown table: one row per synaptic layer."""
+    layers = report.layers if isinstance(report, RuntimeReport) else report
     lines = ["| layer | method | input rate | events | accumulations | dense MACs | time (ms) |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for c in report.layers:
+    for c in layers:
         ops = f"{c.accumulations:,}" if not c.macs else f"{c.macs:,} MACs"
         lines.append(f"| {c.name} | {c.method} | {c.rate:.4f} | {c.events:,} | {ops} | {c.dense_macs:,} | "
                      f"{c.seconds * MS_PER_S:.2f} |")
