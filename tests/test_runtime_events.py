@@ -18,6 +18,7 @@ from spikeforge.reparam.graph import ConvertedGraph
 from spikeforge.runtime import (
     EventRuntime,
     RuntimeConfig,
+    StreamingRuntime,
     conv_geometry,
     event_conv,
     event_linear,
@@ -149,10 +150,14 @@ def test_auto_picks_by_density_crossover() -> None:
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=1)
     sparse = EventRuntime(graph, config=RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0,
-                                                      min_sparse_fanout=1)).run(x)[1]
+                                                      min_sparse_fanout=1, min_sparse_channels=1)).run(x)[1]
     dense = EventRuntime(graph, config=RuntimeConfig(linear_crossover=0.0, conv_crossover=0.0)).run(x)[1]
     assert {c.method for c in sparse.layers} <= {"sparse", "analog"} and "sparse" in {c.method for c in sparse.layers}
     assert {c.method for c in dense.layers} <= {"dense", "analog"}
+    narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, min_sparse_fanout=1,
+                                                      min_sparse_channels=10**6)).run(x)[1]
+    ops = {n.name: n.op for n in graph.synaptic()}
+    assert all(c.method in ("dense", "analog") for c in narrow.layers if ops[c.name] == "conv")
 
 
 @pytest.mark.parametrize(("name", "encoding"), [("sdsnn", "bitplane"), ("resnet19_sew", "analog"), ("mlp", "analog")])
@@ -167,7 +172,7 @@ def test_streaming_equals_whole_run_and_resets(name: str, encoding: str) -> None
     graph = convert_model(model, spec)
     runtime = EventRuntime(graph)
     whole, rep = runtime.run(x)
-    stream = runtime.stream()
+    stream = StreamingRuntime(runtime)
     steps = stream.run(x)
     torch.testing.assert_close(steps, whole, rtol=0, atol=TOL)
     assert stream.report.time_steps == T and stream.report.samples == B
@@ -178,6 +183,8 @@ def test_streaming_equals_whole_run_and_resets(name: str, encoding: str) -> None
     assert stream.report.time_steps == 0 and not stream.state
     torch.testing.assert_close(stream.step(x[0]), whole[0], rtol=0, atol=TOL)
     assert more.shape == whole[0].shape
+    with pytest.raises(ValueError, match="reset"):
+        stream.step(x[0, :1])  # another batch size mid-stream
 
 
 def test_streaming_spikes_are_exact() -> None:
@@ -186,7 +193,7 @@ def test_streaming_spikes_are_exact() -> None:
     x = random_input(shape, seed=2)
     seen: dict[str, torch.Tensor] = {}
     ConvertedModel(graph)(x, lambda n, _xs, y: seen.__setitem__(n.name, y) if n.op == "neuron" else None)
-    stream = EventRuntime(graph).stream()
+    stream = StreamingRuntime(graph)
     got: dict[str, list[torch.Tensor]] = {}
     orig = stream._neuron
 

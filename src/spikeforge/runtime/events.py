@@ -8,8 +8,8 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
     integer   weights, bias (and bias map) integer-valued and Σ|W| + |bias| < 2⁶³ per output:
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
-    sparse    input density ρ = events / inputs ≤ crossover(op) and fan-out ≥ min_sparse_fanout:
-              ``csr`` (sparse events × weight table)
+    sparse    input density ρ = events / inputs ≤ crossover(op), fan-out ≥ min_sparse_fanout and (conv)
+              input channels ≥ min_sparse_channels: ``csr`` (sparse events × weight table)
     dense     otherwise: ``F.linear`` / ``F.conv2d`` on the binary input (the accumulations are
               still counted from the events)
     analog    a non-binary input (the analog first layer): dense, counted as MACs
@@ -24,7 +24,7 @@ Counting (equal to the verifier's, :mod:`spikeforge.energy`): ``C_out`` accumula
 (:func:`spikeforge.reparam.synapse.folded`); the threshold units, sum pools and weighted adds run
 as the dense executor runs them, their events counted as
 :func:`spikeforge.reparam.ops.unit_accumulations` defines, in ``RuntimeReport.unit_events``.
-:meth:`EventRuntime.stream` runs one step at a time (:mod:`spikeforge.runtime.stream`).
+:class:`spikeforge.runtime.stream.StreamingRuntime` runs one step at a time.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +50,6 @@ from ..reparam.synapse import FoldedSynapse, folded
 from .kernels import ConvGeometry, conv_geometry, event_conv, event_linear
 from .report import LayerCount, RuntimeReport
 
-if TYPE_CHECKING:
-    from .stream import StreamingRuntime
-
 F64 = torch.float64
 INT_ACC_LIMIT = 2**62  # an int64 accumulator holds Σ|W| + |bias| below this with room to spare
 METHOD_INT, METHOD_SPARSE, METHOD_DENSE, METHOD_ANALOG = "int", "sparse", "dense", "analog"
@@ -69,9 +65,10 @@ class RuntimeConfig:
     """
 
     method: str = "auto"
-    linear_crossover: float = 0.06  # sparse below this input density (measured: MLP 2048×2048, T·B = 128)
-    conv_crossover: float = 0.10  # measured: 3×3 convs with 15…128 channels, T·B = 32…128
+    linear_crossover: float = 0.05  # sparse up to this input density (measured: 784…7840 → 300…2048, T·B = 128)
+    conv_crossover: float = 0.15  # measured: 3×3 and folded 4×4/2 convs, 15…128 channels, T·B = 32…128
     min_sparse_fanout: int = 32  # fewer outputs per event: the sparse call's overhead outweighs its savings
+    min_sparse_channels: int = 8  # conv: fewer input channels, building the sparse im2col costs more than conv2d
     integer: bool = True  # int64 accumulation when the weights are integers
 
 
@@ -149,8 +146,9 @@ class EventRuntime:
         if lay.integer:
             return METHOD_INT
         crossover = cfg.linear_crossover if node.op == "linear" else cfg.conv_crossover
-        fanout = int(lay.syn.weight.shape[0])
-        return METHOD_SPARSE if density <= crossover and fanout >= cfg.min_sparse_fanout else METHOD_DENSE
+        fanout, fan_in = int(lay.syn.weight.shape[0]), int(lay.syn.weight.shape[1])
+        wide = node.op == "linear" or fan_in >= cfg.min_sparse_channels
+        return METHOD_SPARSE if density <= crossover and fanout >= cfg.min_sparse_fanout and wide else METHOD_DENSE
 
     def synaptic(self, node: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
         """One synaptic node over all rows ``[T, B, ...]`` of its inputs; adds to ``count``."""
@@ -165,7 +163,8 @@ class EventRuntime:
         count.inputs += flat.numel()
         count.events += events
         per_out = int(f.weight[0].numel())
-        if not is_binary(flat):  # analog input: dense, multiply-accumulate
+        spikes_only = all(self._ops[i] in SPIKING_OPS for i in node.inputs)  # binary by construction
+        if not (spikes_only or is_binary(flat)):  # analog input: dense, multiply-accumulate
             y = F.linear(flat, f.weight, f.bias) if node.op == "linear" else \
                 F.conv2d(flat, f.weight, f.bias, f.stride, f.padding, f.dilation)
             y = y if f.bias_map is None else y + f.bias_map
@@ -174,13 +173,14 @@ class EventRuntime:
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
         method = self.choose(node, lay, events / max(flat.numel(), 1))
-        y, acc = self._run_binary(node, lay, flat, method)
+        y, acc = self._run_binary(node, lay, flat, method, events)
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
         count.used(method)
         return split_steps(y, (t, b))
 
-    def _run_binary(self, node: Node, lay: _Layer, flat: torch.Tensor, method: str) -> tuple[torch.Tensor, int]:
+    def _run_binary(self, node: Node, lay: _Layer, flat: torch.Tensor, method: str,
+                    events: int) -> tuple[torch.Tensor, int]:
         f = lay.syn
         kernel = {METHOD_SPARSE: "csr", METHOD_INT: "scatter"}.get(method, method)
         integer = method == METHOD_INT
@@ -188,7 +188,7 @@ class EventRuntime:
         bias = lay.int_bias if integer else f.bias
         assert rows is not None
         if node.op == "linear":
-            y, acc = event_linear(flat, f.weight, bias, rows, kernel)
+            y, acc = event_linear(flat, f.weight, bias, rows, kernel, events)
         else:
             hw = (int(flat.shape[2]), int(flat.shape[3]))
             if lay.geom is None or lay.geom.in_hw != hw:
@@ -232,12 +232,6 @@ class EventRuntime:
         report = RuntimeReport(samples=int(x.shape[1]), time_steps=int(x.shape[0]))
         out = self.walk(x, lambda n, h: neuron_op(h, n.attrs), report)
         return out, report
-
-    def stream(self) -> StreamingRuntime:
-        """A stateful runner taking one time step per call (neuron state kept between calls)."""
-        from .stream import StreamingRuntime
-
-        return StreamingRuntime(self)
 
 
 def run_events(graph: ConvertedGraph, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:

@@ -74,17 +74,19 @@ def _check(method: str) -> None:
 
 
 def event_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
-                 w_t: torch.Tensor | None = None, method: str = "csr") -> tuple[torch.Tensor, int]:
+                 w_t: torch.Tensor | None = None, method: str = "csr", nnz: int | None = None
+                 ) -> tuple[torch.Tensor, int]:
     """``x [N, F]`` binary → ``(x·Wᵀ + bias, accumulations)``; ``w_t`` = ``Wᵀ`` contiguous ``[F, O]``.
 
     ``w`` and ``bias`` may be int64 (exact integer accumulation; only ``"scatter"`` then).
+    ``nnz``: the number of events if already known (saves a pass of the dense method).
     """
     _check(method)
     n, o = x.shape[0], w.shape[0]
     if method == "dense":
-        return F.linear(x.to(w.dtype), w, bias), int(x.count_nonzero()) * o
+        return F.linear(x.to(w.dtype), w, bias), (int(x.count_nonzero()) if nnz is None else nnz) * o
     w_t = w.t().contiguous() if w_t is None else w_t
-    n_idx, f_idx = x.nonzero(as_tuple=True)
+    n_idx, f_idx = (x != 0).nonzero(as_tuple=True)
     if method == "csr":
         crow = row_pointers(torch.bincount(n_idx, minlength=n))
         out = _quiet_csr(_csr(crow, f_idx, (n, x.shape[1]), w_t.dtype), w_t, bias)
@@ -134,25 +136,21 @@ def conv_pairs(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, torch
     Column ``k·C + c`` (tap ``k``, channel ``c``). ``nnz`` = the (event, tap) pairs that reach an output.
     """
     n, c, h, w = x.shape
-    hw = h * w
-    pos, ch = x.permute(0, 2, 3, 1).reshape(n * hw, c).nonzero(as_tuple=True)  # channels-last: pos sorted
+    hw, k = h * w, geom.taps
+    pos, ch = (x != 0).permute(0, 2, 3, 1).reshape(n * hw, c).nonzero(as_tuple=True)  # channels-last: sorted
     count = torch.bincount(pos, minlength=n * hw)
     start = count.cumsum(0) - count
-    src = geom.source[None] + (torch.arange(n, device=x.device) * hw)[:, None, None]  # [N, P, K]
-    inside = (geom.source >= 0)[None].expand_as(src)
-    src = torch.where(inside, src, 0).reshape(-1, geom.taps)
-    lens = torch.where(inside.reshape(-1, geom.taps), count[src], 0)  # [N·P, K] events read per tap
-    crow = row_pointers(lens.sum(1))
-    seg = lens.flatten()
-    keep = seg > 0
-    seg_len = seg[keep]
-    seg_start = start[src.flatten()[keep]]
-    seg_tap = torch.arange(geom.taps, device=x.device).repeat(src.shape[0])[keep]
-    seg_off = seg_len.cumsum(0) - seg_len
+    inside = geom.source >= 0
+    src = (torch.where(inside, geom.source, 0)[None]
+           + (torch.arange(n, device=x.device) * hw)[:, None, None]).reshape(-1)  # [N·P·K]
+    lens = torch.where(inside[None], count[src].reshape(n, -1, k), 0).reshape(-1)  # events read per (row, tap)
+    crow = row_pointers(lens.reshape(-1, k).sum(1))
     nnz = int(crow[-1])
-    within = torch.arange(nnz, device=x.device)
-    cols = ch[torch.repeat_interleave(seg_start - seg_off, seg_len, output_size=nnz) + within]
-    cols = cols + torch.repeat_interleave(seg_tap * c, seg_len, output_size=nnz)
+    # segment (row, tap) = the events of one input position: pair i of it reads ch[start + i − offset]
+    seg_base = start[src] - (lens.cumsum(0) - lens)
+    seg_tap = torch.arange(k, device=x.device).repeat(lens.numel() // k) * c
+    seg_id = torch.repeat_interleave(lens, output_size=nnz)
+    cols = ch[seg_base[seg_id] + torch.arange(nnz, device=x.device)] + seg_tap[seg_id]
     return crow, cols
 
 
@@ -196,4 +194,4 @@ def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias
         acc = int(cols.numel()) * o
     if bias_map is not None:
         y = y + bias_map
-    return y.contiguous(), acc
+    return y, acc  # the sparse methods leave y channels-last (strides), which the next layer reads as is

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..reparam.graph import Node
+from ..reparam.graph import ConvertedGraph, Node
 from .events import EventRuntime
 from .report import RuntimeReport
 
@@ -43,11 +43,12 @@ def neuron_step(x: torch.Tensor, v: torch.Tensor, attrs: dict[str, Any]) -> tupl
 class StreamingRuntime:
     """``step(x_t [B, ...]) → y_t [B, classes]``; ``reset()`` starts a new stream.
 
-    ``report`` accumulates the counts of every step since the last reset (``time_steps`` = steps).
+    Built on an :class:`EventRuntime` (or a graph, run with the default one). ``report``
+    accumulates the counts of every step since the last reset (``time_steps`` = steps).
     """
 
-    def __init__(self, runtime: EventRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: EventRuntime | ConvertedGraph) -> None:
+        self.runtime = runtime if isinstance(runtime, EventRuntime) else EventRuntime(runtime)
         self.state: dict[str, torch.Tensor] = {}
         self.report = RuntimeReport(samples=0, time_steps=0)
 
@@ -58,8 +59,11 @@ class StreamingRuntime:
     def _neuron(self, node: Node, h: torch.Tensor) -> torch.Tensor:
         x = h[0]
         v = self.state.get(node.name)
-        if v is None or v.shape != x.shape:
+        if v is None:
             v = neuron_init(x, node.attrs)
+        elif v.shape != x.shape:
+            raise ValueError(f"{node.name}: a step of shape {tuple(x.shape)} continues a stream of shape "
+                             f"{tuple(v.shape)}; call reset() to start a new stream")
         s, self.state[node.name] = neuron_step(x, v, node.attrs)
         return s[None]
 
