@@ -25,7 +25,7 @@ from spikeforge.runtime import (
     format_layers,
     integer_weights,
 )
-from spikeforge.runtime.kernels import SCATTER_CHUNK
+from spikeforge.runtime.kernels import SCATTER_CHUNK, weight_tiles
 
 F64 = torch.float64
 TOL = 1e-9
@@ -63,6 +63,8 @@ def test_linear_methods_equal_linear(rate: float) -> None:
         got, acc = event_linear(x, w, b, method=method)
         torch.testing.assert_close(got, F.linear(x, w, b), rtol=0, atol=TOL)
         assert acc == int(x.sum()) * 40
+    tiled, acc = event_linear(x, w, b, tiles=weight_tiles(w.t().contiguous(), 16))  # 16 + 16 + 8 columns
+    torch.testing.assert_close(tiled, F.linear(x, w, b), rtol=0, atol=TOL)
 
 
 def test_unknown_kernel_method_is_refused() -> None:
@@ -149,12 +151,14 @@ def test_auto_picks_by_density_crossover() -> None:
     model, shape = make_hybrid("sdsnn", "lif_hard")
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=1)
-    sparse = EventRuntime(graph, config=RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0,
-                                                      min_sparse_fanout=1, min_sparse_channels=1)).run(x)[1]
+    everywhere = RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0, min_sparse_fanout=1, min_sparse_channels=1,
+                               min_sparse_macs=0, linear_tile_density=0.0)
+    y_sparse, sparse = EventRuntime(graph, config=everywhere).run(x)
+    torch.testing.assert_close(y_sparse, ConvertedModel(graph)(x), rtol=0, atol=TOL)  # tiled linear too
     dense = EventRuntime(graph, config=RuntimeConfig(linear_crossover=0.0, conv_crossover=0.0)).run(x)[1]
     assert {c.method for c in sparse.layers} <= {"sparse", "analog"} and "sparse" in {c.method for c in sparse.layers}
     assert {c.method for c in dense.layers} <= {"dense", "analog"}
-    narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, min_sparse_fanout=1,
+    narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, min_sparse_fanout=1, min_sparse_macs=0,
                                                       min_sparse_channels=10**6)).run(x)[1]
     ops = {n.name: n.op for n in graph.synaptic()}
     assert all(c.method in ("dense", "analog") for c in narrow.layers if ops[c.name] == "conv")

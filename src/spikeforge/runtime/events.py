@@ -8,8 +8,9 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
     integer   weights, bias (and bias map) integer-valued and Σ|W| + |bias| < 2⁶³ per output:
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
-    sparse    input density ρ = events / inputs ≤ crossover(op), fan-out ≥ min_sparse_fanout and (conv)
-              input channels ≥ min_sparse_channels: ``csr`` (sparse events × weight table)
+    sparse    input density ρ = events / inputs ≤ crossover(op), outputs reached per event ≥ min_sparse_fanout,
+              dense product ≥ min_sparse_macs and (conv) input channels ≥ min_sparse_channels:
+              ``csr`` (sparse events × weight table)
     dense     otherwise: ``F.linear`` / ``F.conv2d`` on the binary input (the accumulations are
               still counted from the events)
     analog    a non-binary input (the analog first layer): dense, counted as MACs
@@ -47,7 +48,7 @@ from ..reparam.ops import (
     unit_accumulations,
 )
 from ..reparam.synapse import FoldedSynapse, folded
-from .kernels import ConvGeometry, conv_geometry, event_conv, event_linear
+from .kernels import ConvGeometry, conv_geometry, event_conv, event_linear, weight_tiles
 from .report import LayerCount, RuntimeReport
 
 F64 = torch.float64
@@ -65,10 +66,13 @@ class RuntimeConfig:
     """
 
     method: str = "auto"
-    linear_crossover: float = 0.05  # sparse up to this input density (measured: 784…7840 → 300…2048, T·B = 128)
+    linear_crossover: float = 0.10  # sparse up to this input density (measured: 784…7840 → 300…2048, T·B = 128)
     conv_crossover: float = 0.15  # measured: 3×3 and folded 4×4/2 convs, 15…128 channels, T·B = 32…128
-    min_sparse_fanout: int = 32  # fewer outputs per event: the sparse call's overhead outweighs its savings
+    min_sparse_fanout: int = 256  # outputs reached per event (O, conv: O·kH·kW/(sH·sW)); fewer: the sparse
+    # method's passes over the input (copy, compare, nonzero) cost more than the dense product saves
     min_sparse_channels: int = 8  # conv: fewer input channels, building the sparse im2col costs more than conv2d
+    min_sparse_macs: int = 1 << 25  # a call whose dense product is smaller runs dense (fixed costs dominate)
+    linear_tile_density: float = 0.03  # linear: above this density the product runs in column tiles of Wᵀ
     integer: bool = True  # int64 accumulation when the weights are integers
 
 
@@ -83,6 +87,7 @@ class _Layer:
     int_bias: torch.Tensor | None = None
     int_bias_map: torch.Tensor | None = None
     geom: ConvGeometry | None = None
+    tiles: list[torch.Tensor] | None = None  # linear: column tiles of Wᵀ for the sparse product
 
 
 def is_binary(x: torch.Tensor) -> bool:
@@ -138,7 +143,7 @@ class EventRuntime:
             self._layers[node.name] = lay
         return self._layers[node.name]
 
-    def choose(self, node: Node, lay: _Layer, density: float) -> str:
+    def choose(self, node: Node, lay: _Layer, density: float, dense_macs: int) -> str:
         """The method for one call: ``int``, ``sparse`` or ``dense`` (binary input)."""
         cfg = self.config
         if cfg.method != "auto":
@@ -146,9 +151,14 @@ class EventRuntime:
         if lay.integer:
             return METHOD_INT
         crossover = cfg.linear_crossover if node.op == "linear" else cfg.conv_crossover
-        fanout, fan_in = int(lay.syn.weight.shape[0]), int(lay.syn.weight.shape[1])
+        w = lay.syn.weight
+        fanout, fan_in = int(w.shape[0]), int(w.shape[1])
+        if node.op == "conv":
+            fanout = fanout * int(w.shape[2]) * int(w.shape[3]) // (lay.syn.stride[0] * lay.syn.stride[1])
         wide = node.op == "linear" or fan_in >= cfg.min_sparse_channels
-        return METHOD_SPARSE if density <= crossover and fanout >= cfg.min_sparse_fanout and wide else METHOD_DENSE
+        big = dense_macs >= cfg.min_sparse_macs
+        return METHOD_SPARSE if density <= crossover and fanout >= cfg.min_sparse_fanout and wide and big \
+            else METHOD_DENSE
 
     def synaptic(self, node: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
         """One synaptic node over all rows ``[T, B, ...]`` of its inputs; adds to ``count``."""
@@ -172,15 +182,23 @@ class EventRuntime:
             count.dense_macs += y.numel() * per_out
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
-        method = self.choose(node, lay, events / max(flat.numel(), 1))
-        y, acc = self._run_binary(node, lay, flat, method, events)
+        density = events / max(flat.numel(), 1)
+        method = self.choose(node, lay, density, self._dense_macs(node, lay, flat))
+        y, acc = self._run_binary(node, lay, flat, method, events, density)
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
         count.used(method)
         return split_steps(y, (t, b))
 
+    @staticmethod
+    def _dense_macs(node: Node, lay: _Layer, flat: torch.Tensor) -> int:
+        """Multiply-accumulates of the dense product of this call (conv: per input position, an estimate)."""
+        w = lay.syn.weight
+        per_row = int(w.numel()) if node.op == "linear" else int(w.numel()) * int(flat[0, 0].numel())
+        return int(flat.shape[0]) * per_row
+
     def _run_binary(self, node: Node, lay: _Layer, flat: torch.Tensor, method: str,
-                    events: int) -> tuple[torch.Tensor, int]:
+                    events: int, density: float) -> tuple[torch.Tensor, int]:
         f = lay.syn
         kernel = {METHOD_SPARSE: "csr", METHOD_INT: "scatter"}.get(method, method)
         integer = method == METHOD_INT
@@ -188,7 +206,11 @@ class EventRuntime:
         bias = lay.int_bias if integer else f.bias
         assert rows is not None
         if node.op == "linear":
-            y, acc = event_linear(flat, f.weight, bias, rows, kernel, events)
+            tiles = None
+            if kernel == "csr" and density > self.config.linear_tile_density:
+                lay.tiles = weight_tiles(rows) if lay.tiles is None else lay.tiles
+                tiles = lay.tiles
+            y, acc = event_linear(flat, f.weight, bias, rows, kernel, events, tiles)
         else:
             hw = (int(flat.shape[2]), int(flat.shape[3]))
             if lay.geom is None or lay.geom.in_hw != hw:
