@@ -89,3 +89,20 @@ def test_cli_convert_verify_json(run_dir: Path, tmp_path: Path, capsys: pytest.C
     assert main(["verify", str(out), "--no-snn", "--limit", "10"]) == 0
     text = capsys.readouterr().out
     assert "verification: PASS" in text and "| conv1 |" in text
+
+
+def test_cli_verify_event_runtime(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``verify --event``: the runtime on the same bounded batches, equal to dense, counts = verifier's."""
+    out = tmp_path / "conv"
+    convert_run(run_dir, out, input_encoding="bitplane")
+    assert main(["verify", str(out), "--json", "--event", "--no-snn", "--batch-size", "20"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    ev = res["event_runtime"]
+    assert ev["equal"] and ev["max_abs_diff_vs_dense"] <= 1e-9 and ev["counts_match_verifier"]
+    assert ev["samples"] == TEST_SAMPLES and ev["accumulations_per_sample"] == pytest.approx(res["sops"], rel=1e-12)
+    assert ev["layers"] and all(set(lay["methods"]) <= {"int", "sparse", "dense"} for lay in ev["layers"])
+    assert all(lay["seconds"] > 0 and lay["events"] <= lay["inputs"] for lay in ev["layers"])
+    assert res["peak_rss_mb"] > 0 and ev["dense_seconds"] > 0 and ev["event_seconds"] > 0
+    assert main(["verify", str(out), "--event", "--no-snn", "--limit", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "event-driven runtime: equal" in text and "| method |" in text

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="use the first N test samples (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="seed of a stochastic encoding's draws")
     p.add_argument("--no-snn", action="store_true", help="skip the pure-SNN proxy measurement")
+    p.add_argument("--event", action="store_true",
+                   help="also run the event-driven runtime on the same batches: equality with the dense "
+                        "executor, per-layer events, accumulations, method and time")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -24,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..reparam.report import format_report, passed
 
     res = verify(args.converted, args.data, args.device, args.batch_size, args.limit, args.seed, args.run,
-                 snn=not args.no_snn)
+                 snn=not args.no_snn, event=args.event)
     if args.json:
         print(json.dumps(res, sort_keys=True))
     else:

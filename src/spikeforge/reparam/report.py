@@ -13,7 +13,9 @@ VIEWS = (("ann", "ANN (same architecture, dense MACs of one step)"),
 
 def passed(res: dict[str, Any]) -> bool:
     """The verification's verdict: equal outputs and binary inputs wherever the model input is not read."""
-    return bool(res["exact"] and res.get("binary_hidden_inputs", res["binary_inputs"]))
+    event = res.get("event_runtime")
+    event_ok = event is None or bool(event["equal"] and event["counts_match_verifier"])
+    return bool(res["exact"] and res.get("binary_hidden_inputs", res["binary_inputs"]) and event_ok)
 
 
 def _certificate_lines(cert: dict[str, Any] | None) -> list[str]:
@@ -65,4 +67,10 @@ def format_report(res: dict[str, Any]) -> str:
         sops = f"{lay['sops']:.4g}" if lay["binary"] else "(dense: MACs)"
         lines.append(f"| {lay['name']} | {lay['kind']} | {lay['rate']:.4f} | {lay['binary']} | "
                      f"{lay['macs_per_step']:.4g} | {sops} | {lay['energy_pj']:.4g} |")
+    if "event_runtime" in res:
+        from ..runtime.check import format_event_section
+
+        ev = res["event_runtime"]
+        lines += format_event_section(ev)
+        lines.append(f"\ncounts equal to the verifier's SOPs/MACs: {ev['counts_match_verifier']}")
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ F64 = torch.float64
 PIXEL_MAX = 255.0
 KIB_PER_MIB = 1024.0  # ru_maxrss is in KiB on Linux
 ENCODING_TOLERANCE = 1e-5  # float32 normalisation vs the float64 one
+COUNT_TOLERANCE = 1e-12  # relative: per-sample counts are sums divided by the sample count
 DEFAULT_BATCH = 50  # test samples per batch: peak memory depends on this, not on --limit
 
 
@@ -114,10 +115,19 @@ def dataset_batches(graph: ConvertedGraph, recipe: Any, splits: Any, device: tor
         yield Batch(hyb, pix, y)
 
 
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= COUNT_TOLERANCE * max(abs(a), abs(b), 1.0)
+
+
 def verify(converted_dir: str | Path, data_root: str | Path | None = None, device: str = "cpu",
            batch_size: int = DEFAULT_BATCH, limit: int = 0, seed: int = 0, run_dir: str | Path | None = None,
-           snn: bool = True) -> dict[str, Any]:
-    """Verify a converted directory against its source run on the recipe's test set (float64)."""
+           snn: bool = True, event: bool = False) -> dict[str, Any]:
+    """Verify a converted directory against its source run on the recipe's test set (float64).
+
+    ``event``: also run the event-driven runtime on the same batches (``result["event_runtime"]``,
+    :func:`spikeforge.runtime.check.compare_on_batches`), checked equal to the dense executor and
+    its accumulations against the verifier's SOPs (``counts_match_verifier``).
+    """
     from ..train.rundir import load_run
 
     cdir = Path(converted_dir)
@@ -130,6 +140,14 @@ def verify(converted_dir: str | Path, data_root: str | Path | None = None, devic
     batches = dataset_batches(graph, run.recipe, splits, dev, batch_size, limit, seed)
     result = verify_models(hybrid, graph, batches, proxy)
     result["batch_size"] = batch_size
+    if event:
+        from ..runtime.check import compare_on_batches
+
+        again = dataset_batches(graph, run.recipe, splits, dev, batch_size, limit, seed)  # same draws
+        ev = compare_on_batches(graph, (b.converted_input for b in again), dev)
+        ev["counts_match_verifier"] = _close(ev["accumulations_per_sample"], result["sops"]) and \
+            _close(ev["macs_per_sample"], result["macs"])
+        result["event_runtime"] = ev
     result.update(peak_memory(dev))
     result["converted_dir"] = str(cdir)
     result["source"] = graph.meta.get("source", {})
