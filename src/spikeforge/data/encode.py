@@ -2,7 +2,9 @@
 
 ``direct``
     The analog input (already normalised float, ``[B, C, H, W]``) repeated at every time step;
-    the first layer turns it into spikes.
+    the first layer turns it into spikes. Returned as a view (stride 0 along T, no copies): the
+    first convolution then runs once and the neuron reads the one step T times
+    (``layers.Conv2d``, ``neurons.fused``). Write into it only after ``.contiguous()``.
 ``rate``
     Bernoulli spikes: at every step each pixel fires (1.0) with probability equal to its
     intensity in ``[0, 1]`` (pass the un-normalised intensity; ``uint8`` is divided by 255).
@@ -31,7 +33,7 @@ FRAME_DIMS = 5
 
 
 def _direct(x: torch.Tensor, time_steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    return x.float().unsqueeze(0).expand(time_steps, *x.shape).contiguous()
+    return x.float().unsqueeze(0).expand(time_steps, *x.shape)  # a view: one step, stride 0 along T
 
 
 def _rate(x: torch.Tensor, time_steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
