@@ -10,14 +10,18 @@ float32, from rest) and exports it with its own ``to_nir``/``export_to_nir``. Th
 and ``tests/test_nir_peers.py`` checks that ``spikeforge.nir.load(<case>.nir, profile=...)`` computes
 ``y`` from ``x``. Needs the peers next to the CPU torch wheel:
 
-    pip install --no-deps snntorch norse sinabs nirtorch pbr
+    pip install --no-deps snntorch norse sinabs nirtorch pbr rockpool scipy
     python bench/nir_peer_graphs.py [--out tests/data/nir] [--only snntorch_ff ...]
 
 Workarounds the exporters need with nir 1.0.8 (each is what a user of that library has to do too):
 snnTorch's parameters must be per-neuron vectors (0-d ``beta`` fails nir's type inference in
 ``export_to_nir``); Norse writes 0-d arrays, which ``nir.write`` can only store uncompressed
 (``compression=None``); Sinabs leaves ``Conv2d.input_shape`` unset, so ``infer_types()`` runs before
-``nir.write``.
+``nir.write``. Rockpool writes the bias of its neurons as ``v_leak = 0`` (the bias is lost) and drops
+``LIFTorch``'s recurrent weights, so its cases use neither; it writes ``LI.tau`` as the trainable
+tensor itself, which ``nir.write`` cannot store until it is detached, and declares the ``Input``/``Output``
+shapes with its sample's batch dimensions (``[1, C]``, ``[1, 1, C]``), which ``nir.read`` refuses
+("type mismatch"): they are re-declared per sample (``[C]``).
 """
 
 from __future__ import annotations
@@ -185,11 +189,61 @@ def sinabs_cnn() -> tuple[Any, torch.Tensor, torch.Tensor, str, str]:
     return graph, x, y, "sinabs", "sinabs"
 
 
+# ---------------------------------------------------------------- Rockpool (exact decays, multi-spikes, dt in R)
+
+
+def rockpool_run(net: Any, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """Rockpool evolves ``[B, T, C]`` from rest; ``to_nir`` writes the graph (R = τ·e^{−dt/τ}/dt)."""
+    import nir
+    from rockpool.nn.modules import to_nir
+
+    with torch.no_grad():
+        y, _, _ = net(x.transpose(0, 1))
+        net.reset_state()
+        graph = to_nir(net, torch.zeros(1, x.shape[-1]))
+    for node in graph.nodes.values():  # LI's tau is written as the trainable Parameter itself
+        for key, value in vars(node).items():
+            if isinstance(value, torch.Tensor):
+                setattr(node, key, value.detach().numpy())
+    # Input/Output are declared with the sample's batch ([1, C] in, [1, 1, C] out), which nir.read refuses
+    graph.nodes["input"] = nir.Input(input_type=np.array([x.shape[-1]]))
+    graph.nodes["output"] = nir.Output(output_type=np.array([y.shape[-1]]))
+    return graph, y.transpose(0, 1)
+
+
+def rockpool_lif() -> tuple[Any, torch.Tensor, torch.Tensor, str, str]:
+    """``LIFTorch`` (→ ``CubaLIF``) layers, per-neuron τ and θ, strong enough input for multi-spikes."""
+    from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
+
+    net = Sequential(LinearTorch((12, 16)),
+                     LIFTorch(16, tau_mem=torch.rand(16) * 0.03 + 0.01, tau_syn=torch.rand(16) * 0.01 + 0.002,
+                              threshold=torch.rand(16) * 0.5 + 0.5),
+                     LinearTorch((16, 5)), LIFTorch(5, tau_mem=0.02, tau_syn=0.005, threshold=0.7))
+    x = (torch.rand(40, 4, 12) < 0.2).float() * 0.25
+    graph, y = rockpool_run(net, x)
+    return graph, x, y, "rockpool", "rockpool"
+
+
+def rockpool_neuron_synapse() -> tuple[Any, torch.Tensor, torch.Tensor, str, str]:
+    """``LIFNeuronTorch`` (→ ``LIF``) and an ``ExpSynTorch`` readout (→ ``LI``, analog) at dt = 0.5 ms."""
+    from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import ExpSynTorch, LIFNeuronTorch, LinearTorch
+
+    dt = 5e-4
+    net = Sequential(LinearTorch((10, 12)), LIFNeuronTorch(12, tau_mem=torch.rand(12) * 0.02 + 0.005,
+                                                           threshold=0.6, dt=dt),
+                     LinearTorch((12, 4)), ExpSynTorch(4, tau=torch.tensor([0.004, 0.008, 0.012, 0.02]), dt=dt))
+    x = (torch.rand(40, 3, 10) < 0.3).float()
+    graph, y = rockpool_run(net, x)
+    return graph, x, y, "rockpool", "rockpool"
+
+
 CASES: dict[str, Case] = {
     "snntorch_ff": snntorch_ff, "snntorch_per_neuron": snntorch_per_neuron, "snntorch_conv": snntorch_conv,
     "snntorch_synaptic": snntorch_synaptic, "snntorch_recurrent": snntorch_recurrent,
     "norse_box": norse_box, "norse_lifcell": norse_lifcell, "norse_iaf": norse_iaf,
-    "sinabs_cnn": sinabs_cnn,
+    "sinabs_cnn": sinabs_cnn, "rockpool_lif": rockpool_lif, "rockpool_neuron_synapse": rockpool_neuron_synapse,
 }
 
 

@@ -1,4 +1,4 @@
-"""NIR import: graphs written by spikeforge or other libraries (snnTorch, Norse, Sinabs, …) as spikeforge models.
+"""NIR import: graphs written by spikeforge or other libraries (snnTorch, Norse, Sinabs, Rockpool) as models.
 
 - :func:`load` — a NIR file or ``nir.NIRGraph`` → ``nn.Module`` (``[T, B, *in] -> [T, B, *out]``);
 - :class:`Semantics` / :data:`PROFILES` — how the continuous-time graph is discretised (``dt``,

@@ -103,7 +103,8 @@ def neuron_module(shape: tuple[int, ...], attrs: dict[str, Any], surrogate: Surr
                   backend: str) -> NirNeuron | Integrator:
     if attrs["kind"] == "integrator":
         return Integrator(shape, attrs["coefs"])
-    return NirNeuron(shape, attrs["coefs"], attrs["fire"], attrs["reset"], attrs["spikes"], surrogate, backend)
+    return NirNeuron(shape, attrs["coefs"], attrs["fire"], attrs["reset"], attrs["spikes"], surrogate, backend,
+                     max_spikes=attrs.get("max_spikes"))  # graphs read before max_spikes existed: no cap
 
 
 Builder = Callable[[NodeSpec, Surrogate, str], nn.Module | None]

@@ -77,7 +77,7 @@ def load(path_or_graph: str | Path | Any, *, semantics: Semantics | None = None,
     """A NIR graph as a model ``[T, B, *input_shape] -> [T, B, *output_shape]`` (eval mode).
 
     ``profile`` picks how the graph is discretised (:data:`~.semantics.PROFILES`: ``nir``,
-    ``spikeforge``, ``snntorch``, ``norse``, ``sinabs``; default: ``spikeforge`` for graphs spikeforge
+    ``spikeforge``, ``snntorch``, ``norse``, ``sinabs``, ``rockpool``; default: ``spikeforge`` for graphs spikeforge
     wrote, else ``nir``); ``dt``, ``reset`` (``value``/``subtract``), ``fire`` (``gt``/``ge``) and
     ``spikes`` (``single``/``multi``) override single choices, or pass a whole :class:`Semantics`.
     """

@@ -9,9 +9,10 @@ with ``(a, b, c)`` from the node's parameters and the graph's :class:`~.semantic
 - :class:`NirNeuron` (``IF``, ``LIF``, ``Threshold``): fire ``s = 1[h ≥ θ']`` (``θ' = θ`` for
   ``fire = "ge"``; the next number above θ in the computing dtype for ``"gt"``, i.e. ``h > θ``),
   reset to ``v_reset`` or subtract θ; ``spikes = "multi"`` emits ``⌊h/θ⌋`` spikes for ``h > 0``
-  and subtracts that many θ. It is a spikeforge :class:`~spikeforge.neurons.SpikingNeuron` site:
-  named after its node, with surrogate gradients, firing-rate metrics and, when its parameters are
-  uniform, the neuron backends (``fused``) and NIR export via :meth:`NirNeuron.params`;
+  (at most ``max_spikes``) and subtracts that many θ. It is a spikeforge
+  :class:`~spikeforge.neurons.SpikingNeuron` site: named after its node, with surrogate gradients,
+  firing-rate metrics and, when its parameters are uniform, the neuron backends (``fused``) and NIR
+  export via :meth:`NirNeuron.params`;
 - :class:`Integrator` (``I``, ``LI``): no threshold, the output is the membrane ``v[t] = h[t]``;
 - :class:`CubaNeuron` (``CubaLI``, ``CubaLIF``): a synaptic current ``I[t] = a_s·I[t−1] + b_s·x[t]``
   feeding an integrator or a spiking neuron at the same step.
@@ -80,28 +81,31 @@ def above(theta: Value, like: torch.Tensor) -> Value:
 
 
 class _MultiSpike(torch.autograd.Function):
-    """``⌊h/θ⌋`` spikes where ``h > 0`` (Sinabs' ``MultiSpike``); surrogate ``σ'(h − θ)`` backward."""
+    """``⌊h/θ⌋`` spikes where ``h > 0`` (Sinabs' ``MultiSpike``), at most ``cap`` (Rockpool's
+    ``max_spikes_per_dt``; None: no cap); surrogate ``σ'(h − θ)`` backward."""
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, theta: Value, surrogate: Surrogate) -> torch.Tensor:
+    def forward(ctx: Any, h: torch.Tensor, theta: Value, surrogate: Surrogate, cap: float | None) -> torch.Tensor:
         ctx.save_for_backward(h)
         ctx.theta, ctx.surrogate = theta, surrogate
-        return (h > 0).to(h.dtype) * torch.div(h, theta, rounding_mode="floor")
+        count = (h > 0).to(h.dtype) * torch.div(h, theta, rounding_mode="floor")
+        return count if cap is None else count.clamp(max=cap)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (h,) = ctx.saved_tensors
-        return g * ctx.surrogate.derivative(h - ctx.theta), None, None
+        return g * ctx.surrogate.derivative(h - ctx.theta), None, None, None
 
 
 class NirNeuron(SpikingNeuron):
     """A spiking NIR neuron (IF / LIF / Threshold) on the functional core (see the module docstring)."""
 
     def __init__(self, shape: tuple[int, ...], values: dict[str, float | None], fire: str = "gt", reset: str = "value",
-                 spikes: str = "single", surrogate: Surrogate | None = None, backend: str = "auto") -> None:
+                 spikes: str = "single", surrogate: Surrogate | None = None, backend: str = "auto",
+                 max_spikes: float | None = None) -> None:
         super().__init__(backend)
         self.coefs = Coefficients(shape, values, NEURON_COEFS)
-        self.fire, self.reset, self.spikes = fire, reset, spikes
+        self.fire, self.reset, self.spikes, self.max_spikes = fire, reset, spikes, max_spikes
         self.surrogate = surrogate or Atan()
 
     def coef(self, name: str) -> Value:
@@ -143,7 +147,7 @@ class NirNeuron(SpikingNeuron):
     def fire_and_reset(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = self.coef("threshold")
         if self.spikes == "multi":
-            s = _MultiSpike.apply(h, theta, self.surrogate)
+            s = _MultiSpike.apply(h, theta, self.surrogate, self.max_spikes)
         else:
             s = self.surrogate(h - self.firing_threshold(h))
         if self.reset == "subtract":
@@ -168,7 +172,8 @@ class NirNeuron(SpikingNeuron):
         return spikes
 
     def extra_repr(self) -> str:
-        return f"fire={self.fire}, reset={self.reset}, spikes={self.spikes}"
+        cap = "" if self.max_spikes is None else f", max_spikes={self.max_spikes:g}"
+        return f"fire={self.fire}, reset={self.reset}, spikes={self.spikes}{cap}"
 
 
 class Integrator(nn.Module):

@@ -8,7 +8,11 @@ coefficients) and tensors (weights, per-neuron coefficients). Neuron coefficient
     LIF / LI    a = 1 − dt/τ,  b = dt·R/τ,  c = dt·v_leak/τ      ("exp": a = e^{−dt/τ}, b = R, c = (1−a)·v_leak)
     IF / I      a = 1,         b = dt·R  ("sum": R),  c = 0
     Threshold   a = 0,         b = 1,     c = 0
-    CubaLI(F)   current: a_s from τ_syn as above, b_s = dt·w_in/τ_syn ("jump": w_in); membrane from τ_mem, R, v_leak
+    CubaLI(F)   current: a_s from τ_syn as above, b_s = dt·w_in/τ_syn ("jump": w_in, "decayed": a_s·w_in);
+                membrane from τ_mem, R, v_leak
+
+With ``resistance = "dt"`` (Rockpool) ``R = τ·e^{−dt/τ}/dt`` gives each neuron node's dt
+(:func:`dt_from_resistance`) and no gain: ``b = 1`` for LIF and CubaLIF membranes, ``b = a`` for LI.
 
 computed in float64 from the stored arrays. A membrane starts at rest: ``v_leak`` for leaky
 neurons, ``v_reset`` for IF, 0 for integrators and currents.
@@ -92,12 +96,52 @@ def coefficients(values: dict[str, np.ndarray], where: str) -> tuple[dict[str, A
     return coefs, tensors
 
 
-def leak(node: Any, tau_attr: str, shape: Shape, sem: Semantics, where: str) -> tuple[np.ndarray, np.ndarray]:
+DT_TOLERANCE = 1e-5  # relative spread allowed between the dt values that float32 R = τ·e^{−dt/τ}/dt gives
+NEWTON_STEPS = 60  # Newton steps for u·e^u = 1/R (monotone from the start below; converged long before)
+
+
+def dt_from_resistance(tau: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The ``dt`` with ``R = τ·e^{−dt/τ}/dt`` (Rockpool's record of its time step), element-wise.
+
+    With ``u = dt/τ``: ``u·e^u = 1/R``, i.e. ``g(u) = u + ln u + ln R = 0``; ``g`` is increasing and
+    concave and ``g(1/(1 + R)) < 0``, so Newton's method from there rises monotonically to the root.
+    """
+    u = 1.0 / (1.0 + r)
+    log_r = np.log(r)
+    for _ in range(NEWTON_STEPS):
+        u = u - (u + np.log(u) + log_r) / (1.0 + 1.0 / u)
+    return u * tau
+
+
+def node_time_step(node: Any, tau_attr: str, shape: Shape, sem: Semantics, where: str) -> float:
+    """``dt`` for a neuron node: the semantics' (``resistance = "value"``), or solved from the node's
+    ``R`` and ``tau_attr`` (``"dt"``), which a given ``dt`` must match."""
+    if sem.resistance == "value":
+        return sem.time_step(where)
+    tau = per_element(node, tau_attr, shape, where) * sem.tau_scale
+    r = per_element(node, "r", shape, where)
+    if not (np.all(tau > 0) and np.all(r > 0)):
+        raise NodeError(f"node {where!r}: {tau_attr} and r must be > 0 to read the time step from "
+                        "R = τ·e^(−dt/τ)/dt (resistance = 'dt')")
+    dts = dt_from_resistance(tau, r)
+    dt = float(np.median(dts))
+    if np.max(np.abs(dts - dt)) > DT_TOLERANCE * dt:
+        raise NodeError(f"node {where!r}: R = τ·e^(−dt/τ)/dt gives different time steps across its neurons "
+                        f"({dts.min():.6g} to {dts.max():.6g})")
+    if sem.dt is None:
+        return dt
+    if abs(sem.dt - dt) > DT_TOLERANCE * dt:
+        raise NodeError(f"node {where!r}: its R = τ·e^(−dt/τ)/dt records dt = {dt:.6g}, not the given dt = "
+                        f"{sem.dt:g}")
+    return sem.dt
+
+
+def leak(node: Any, tau_attr: str, shape: Shape, sem: Semantics, where: str, dt: float,
+         ) -> tuple[np.ndarray, np.ndarray]:
     """Decay ``a`` and the factor ``k`` multiplying ``R·I`` and ``v_leak`` (see the module docstring)."""
     tau = per_element(node, tau_attr, shape, where) * sem.tau_scale
     if not np.all(tau > 0):
         raise NodeError(f"node {where!r}: {tau_attr} must be > 0 (got min {tau.min():g})")
-    dt = sem.time_step(where)
     if sem.decay == "euler":
         k = dt / tau
         return 1.0 - k, k
@@ -105,11 +149,17 @@ def leak(node: Any, tau_attr: str, shape: Shape, sem: Semantics, where: str) -> 
     return a, np.ones_like(a)
 
 
-def membrane(node: Any, shape: Shape, sem: Semantics, where: str, tau_attr: str = "tau") -> dict[str, np.ndarray]:
-    a, k = leak(node, tau_attr, shape, sem, where)
+def membrane(node: Any, shape: Shape, sem: Semantics, where: str, tau_attr: str = "tau",
+             synapse: bool = False) -> dict[str, np.ndarray]:
+    """Coefficients of a leaky membrane; ``synapse``: an LI node (Rockpool's synapse under ``resistance = "dt"``)."""
+    a, k = leak(node, tau_attr, shape, sem, where, node_time_step(node, tau_attr, shape, sem, where))
     v_leak = per_element(node, "v_leak", shape, where)
     c = k * v_leak if sem.decay == "euler" else (1.0 - a) * v_leak
-    return {"decay": a, "gain": k * per_element(node, "r", shape, where), "bias": c, "rest": v_leak}
+    if sem.resistance == "dt":
+        gain = a if synapse else np.ones(shape)
+    else:
+        gain = k * per_element(node, "r", shape, where)
+    return {"decay": a, "gain": gain, "bias": c, "rest": v_leak}
 
 
 def integration(node: Any, shape: Shape, sem: Semantics, where: str) -> dict[str, np.ndarray]:
@@ -131,7 +181,8 @@ def firing(node: Any, shape: Shape, sem: Semantics, where: str, threshold_attr: 
 def neuron_read(shape: Shape, values: dict[str, np.ndarray], sem: Semantics, where: str, kind: str,
                 prefix: str = "") -> Read:
     coefs, tensors = coefficients(values, where)
-    attrs = {"kind": kind, "coefs": coefs, "fire": sem.fire, "reset": sem.reset, "spikes": sem.spikes}
+    attrs = {"kind": kind, "coefs": coefs, "fire": sem.fire, "reset": sem.reset, "spikes": sem.spikes,
+             "max_spikes": sem.max_spikes}
     return Read(shape, attrs, {f"{prefix}{k}": v for k, v in tensors.items()})
 
 
@@ -150,7 +201,7 @@ def read_if(node: Any, shape: Shape, sem: Semantics, where: str) -> Read:
 
 
 def read_li(node: Any, shape: Shape, sem: Semantics, where: str) -> Read:
-    return neuron_read(shape, membrane(node, shape, sem, where), sem, where, "integrator")
+    return neuron_read(shape, membrane(node, shape, sem, where, synapse=True), sem, where, "integrator")
 
 
 def read_i(node: Any, shape: Shape, sem: Semantics, where: str) -> Read:
@@ -166,10 +217,10 @@ def read_threshold(node: Any, shape: Shape, sem: Semantics, where: str) -> Read:
 
 
 def read_cuba(node: Any, shape: Shape, sem: Semantics, where: str) -> Read:
-    a_s, k_s = leak(node, "tau_syn", shape, sem, where)
+    a_s, k_s = leak(node, "tau_syn", shape, sem, where, node_time_step(node, "tau_mem", shape, sem, where))
     w_in = per_element(node, "w_in", shape, where)
-    current = {"decay": a_s, "gain": k_s * w_in if sem.current == "euler" else w_in, "bias": np.zeros(shape),
-               "rest": np.zeros(shape)}
+    gain = {"euler": k_s * w_in, "jump": w_in, "decayed": a_s * w_in}[sem.current]
+    current = {"decay": a_s, "gain": gain, "bias": np.zeros(shape), "rest": np.zeros(shape)}
     mem = membrane(node, shape, sem, where, tau_attr="tau_mem")
     spiking = type(node).__name__ == "CubaLIF"
     if spiking:

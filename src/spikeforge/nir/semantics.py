@@ -14,14 +14,21 @@ to implement [the primitives] as they want"). :class:`Semantics` names each choi
 - ``integrate``: integrators (``I``, ``IF``) add ``dt·R·I`` (``"euler"``, the spec's forward
   Euler) or ``R·I`` (``"sum"``: Norse's ``IAFCell``, Sinabs' ``IAF``).
 - ``current``: the synaptic current of ``CubaLI``/``CubaLIF`` takes ``dt·w_in/τ_syn · x``
-  (``"euler"``) or jumps by ``w_in · x`` (``"jump"``: Norse's ``LIFCell``); the membrane always
-  reads the current of the same step (the spec's composition "LI; Linear; LIF").
+  (``"euler"``), jumps by ``w_in · x`` (``"jump"``: Norse's ``LIFCell``) or jumps and then decays,
+  ``I ← a_s·(I + w_in·x)`` (``"decayed"``: Rockpool's ``LIFTorch``); the membrane always reads the
+  current of the same step (the spec's composition "LI; Linear; LIF").
 - ``fire``: spike at ``v > θ`` (``"gt"``, NIR and most libraries) or ``v ≥ θ`` (``"ge"``, spikeforge,
   Sinabs). spikeforge's neurons compare ``h ≥ θ'``; ``"gt"`` uses ``θ'`` = the next representable
   number above ``θ`` in the computing dtype, which is exactly ``h > θ``.
 - ``reset``: ``"value"`` — ``v ← v_reset`` (NIR); ``"subtract"`` — ``v ← v − θ`` (Sinabs' IAF/LIF).
 - ``spikes``: ``"single"`` (one spike per step) or ``"multi"`` (``⌊v/θ⌋`` spikes per step for
-  ``v > 0``, each subtracting θ: Sinabs' default ``MultiSpike``).
+  ``v > 0``, each subtracting θ: Sinabs' default ``MultiSpike``); ``max_spikes`` caps that count
+  (Rockpool's ``max_spikes_per_dt``, default ``2**16``; None: no cap).
+- ``resistance``: ``"value"`` — ``R`` is the resistance of the NIR equations; ``"dt"`` — ``R`` is how
+  Rockpool records its time step, ``R = τ·e^{−dt/τ}/dt`` (``rockpool/nn/modules/torch/nir.py``):
+  each neuron node's dt is solved from its ``R`` and ``τ`` (a given ``dt`` must agree with it), and
+  inputs enter as Rockpool's modules add them — a ``LIF``/``CubaLIF`` membrane unscaled
+  (``v ← a·v + x``), an ``LI`` (Rockpool's exponential synapse) before its decay (``v ← a·(v + x)``).
 - ``tau_scale``: stored time constants are multiplied by this before use. Norse 1.1.0 writes
   ``τ = dt/τ_inv = dt·τ`` (``norse/torch/utils/export_nir.py``), so its profile reads ``τ/dt``.
 """
@@ -35,12 +42,14 @@ from typing import Any
 
 DECAYS = ("euler", "exp")
 INTEGRATES = ("euler", "sum")
-CURRENTS = ("euler", "jump")
+CURRENTS = ("euler", "jump", "decayed")
 FIRES = ("gt", "ge")
 RESETS = ("value", "subtract")
 SPIKES = ("single", "multi")
+RESISTANCES = ("value", "dt")
 GENERIC = "nir"
 NORSE_DT = 1e-3  # Norse's default time step (norse.torch.to_nir(..., dt=0.001))
+ROCKPOOL_MAX_SPIKES = 2.0**16  # Rockpool's default max_spikes_per_dt (LIFTorch, LIFNeuronTorch); not written to NIR
 
 
 @dataclass(frozen=True)
@@ -55,17 +64,22 @@ class Semantics:
     reset: str = "value"
     spikes: str = "single"
     tau_scale: float = 1.0
+    resistance: str = "value"
+    max_spikes: float | None = None
     profile: str = GENERIC
 
     def __post_init__(self) -> None:
         for name, allowed in (("decay", DECAYS), ("integrate", INTEGRATES), ("current", CURRENTS),
-                              ("fire", FIRES), ("reset", RESETS), ("spikes", SPIKES)):
+                              ("fire", FIRES), ("reset", RESETS), ("spikes", SPIKES),
+                              ("resistance", RESISTANCES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"NIR import: {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"NIR import: dt must be a finite number > 0, got {self.dt}")
         if not (math.isfinite(self.tau_scale) and self.tau_scale > 0):
             raise ValueError(f"NIR import: tau_scale must be a finite number > 0, got {self.tau_scale}")
+        if self.max_spikes is not None and not (math.isfinite(self.max_spikes) and self.max_spikes >= 1):
+            raise ValueError(f"NIR import: max_spikes must be a finite number >= 1 or None, got {self.max_spikes}")
         if self.spikes == "multi" and self.reset != "subtract":
             raise ValueError("NIR import: spikes = 'multi' needs reset = 'subtract' (each spike subtracts θ)")
 
@@ -96,6 +110,8 @@ PROFILES: dict[str, Semantics] = {
     "norse": Semantics(dt=NORSE_DT, integrate="sum", current="jump", tau_scale=1 / NORSE_DT, profile="norse"),
     "sinabs": Semantics(dt=1.0, decay="exp", integrate="sum", fire="ge", reset="subtract", spikes="multi",
                         profile="sinabs"),
+    "rockpool": Semantics(decay="exp", current="decayed", fire="ge", reset="subtract", spikes="multi",
+                          resistance="dt", max_spikes=ROCKPOOL_MAX_SPIKES, profile="rockpool"),
 }
 
 SPIKEFORGE_PRODUCER = "spikeforge"
