@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"imported {rep['source']} -> {rep['run_dir']} ({rep['model_class']}, {rep['parameters']:,} parameters)")
     print(f"  {rep['nodes']} nodes ({types}), {rep['edges']} edges; input {rep['input_shape']}, "
           f"output {rep['output_shape']}")
-    print(f"  profile {sem['profile']}: dt={sem['dt']}, decay {sem['decay']}, fire {sem['fire']}, "
+    dt = sem["dt"] if sem["dt"] is not None else (
+        "per node, from R (Rockpool's record of dt)" if sem.get("resistance") == "dt" else "not set")
+    print(f"  profile {sem['profile']}: dt={dt}, decay {sem['decay']}, fire {sem['fire']}, "
           f"reset {sem['reset']}, spikes {sem['spikes']}")
     return 0
