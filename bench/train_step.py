@@ -105,6 +105,8 @@ VARIANTS: dict[str, Variant] = {
     "sf-whole-compile": replace(SF, label="spikeforge + whole-step torch.compile", whole_compile=True),
     "sf-bf16": replace(SF, label="spikeforge bf16", precision="bf16"),
     "sf-fused-bf16": replace(SF, label="spikeforge fused (eager) bf16", backend="fused", precision="bf16"),
+    "sf-bf16-whole-compile": replace(SF, label="spikeforge bf16 + whole-step torch.compile", precision="bf16",
+                                     whole_compile=True),
     "sf-1-thread": replace(SF, label="spikeforge, 1 thread", threads=1),
     "sf-auto-threads": replace(SF, label="spikeforge, threads from free cores", threads=-1),
     "sj-1-thread": Variant("SpikingJelly, 1 thread", "spikingjelly", expanded_input=False, threads=1),
@@ -112,7 +114,7 @@ VARIANTS: dict[str, Variant] = {
 PRESETS: dict[str, list[str]] = {
     "table": ["sj", "snntorch", "sf-reference", "sf-fused", "sf-compiled"],
     "levers": ["sj", "sf-before", "sf+channels-last", "sf+expanded-input", "sf-compiled", "sf-whole-compile"],
-    "bf16": ["sj", "sj-bf16", "sf-compiled", "sf-bf16", "sf-fused-bf16"],
+    "bf16": ["sj", "sj-bf16", "sf-compiled", "sf-bf16", "sf-fused-bf16", "sf-bf16-whole-compile"],
     "threads": ["sj", "sj-1-thread", "sf-compiled", "sf-1-thread", "sf-auto-threads"],
     "gpu": ["sj", "sj-bf16", "sf-fused", "sf-compiled", "sf-triton", "sf-bf16"],
 }
