@@ -68,14 +68,14 @@ def spikingjelly_runner(kind: str) -> Runner | None:
     return run
 
 
-def snntorch_runner(kind: str) -> Runner | None:
+def snntorch_runner(kind: str, device: torch.device) -> Runner | None:
     snn = peer("snntorch")
     snn_sg = peer("snntorch.surrogate")
     if snn is None or snn_sg is None:
         return None
     beta = 1.0 if kind == "IF" else 1.0 - 1.0 / LIF_TAU
     node = snn.Leaky(beta=beta, threshold=1.0, reset_mechanism="zero",
-                     spike_grad=snn_sg.sigmoid(slope=SURROGATE_ALPHA))
+                     spike_grad=snn_sg.sigmoid(slope=SURROGATE_ALPHA)).to(device)  # beta is a tensor: on the GPU too
 
     def run(x: torch.Tensor) -> torch.Tensor:
         mem = node.init_leaky()
@@ -98,7 +98,7 @@ def runners(kind: str, compile_fused: bool, device: torch.device) -> dict[str, R
     if device.type == "cuda":
         cols["spikeforge triton"] = spikeforge_runner(kind, "triton")
     cols["SpikingJelly"] = spikingjelly_runner(kind)
-    cols["snnTorch"] = snntorch_runner(kind)
+    cols["snnTorch"] = snntorch_runner(kind, device)
     return cols
 
 

@@ -10,8 +10,9 @@ A backend is a function ``(x_seq, params, v0) -> (spikes, v_T)`` with the numeri
 ``triton``     Triton kernels (registered only with CUDA and Triton present).
 
 ``auto`` is the first registered name of :data:`AUTO_ORDER` for the input's device: ``fused``
-on CPU and CUDA. It never compiles (compiling costs seconds per shape, which tests and short
-scripts should not pay); training runs choose ``compiled`` explicitly.
+on CPU; ``triton`` on CUDA when Triton imports, else ``fused``. It never compiles with
+``torch.compile`` (seconds per shape, which tests and short scripts should not pay); CPU training
+runs choose ``compiled`` explicitly.
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ def _register_triton() -> None:
 
 _register_triton()
 
-# Preference order for ``auto`` per device type; the first registered name wins. The Triton kernels
-# have been checked only under Triton's CPU interpreter, never on a GPU, so ``auto`` does not pick
-# them yet: select ``backend = "triton"`` explicitly (bench/gpu_check.sh runs tests/test_triton.py
-# on a GPU; add "triton" to the cuda entry only after it passed there).
+# Preference order for ``auto`` per device type; the first registered name wins. ``triton`` leads on
+# CUDA since tests/test_triton.py passed on a GPU (bench/gpu_check.sh on an H200, 2026-11-30:
+# triton_auto_ready, fastest neuron and train-step backend there; BENCHMARKS.md §5).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("fused", "reference"),
-    "cuda": ("fused", "reference"),
+    "cuda": ("triton", "fused", "reference"),
 }
 
 
