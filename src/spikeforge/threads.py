@@ -47,9 +47,14 @@ def free_cores(sample_s: float = CPU_SAMPLE_S) -> float:
     return min(float(cores), share * (os.cpu_count() or cores))
 
 
+def threads_for(free: float) -> int:
+    """Threads for ``free`` idle cores: rounded, at least one."""
+    return max(1, int(free + 0.5))
+
+
 def auto_threads(sample_s: float = CPU_SAMPLE_S) -> int:
-    """Threads for the cores free now: the free cores rounded, at least one."""
-    return max(1, int(free_cores(sample_s) + 0.5))
+    """Threads for the cores free now (:func:`free_cores`, :func:`threads_for`)."""
+    return threads_for(free_cores(sample_s))
 
 
 def apply_threads(setting: int | str, device_type: str = "cpu") -> str:
@@ -61,7 +66,7 @@ def apply_threads(setting: int | str, device_type: str = "cpu") -> str:
         return ""
     if setting == "auto":
         free = free_cores()
-        n = max(1, int(free + 0.5))
+        n = threads_for(free)
         torch.set_num_threads(n)
         return f"threads: {n} ({free:.1f} of {usable_cores()} cores free)"
     torch.set_num_threads(int(setting))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..export.neuron_map import DEFAULT_DT
 from ..export.nir_build import DTYPES, POOL_NODES, SCALE_NODES, THRESHOLD_NODES
@@ -38,13 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import ExportOptions, export_run
 
-    try:
-        options = ExportOptions(dt=args.dt, dtype=args.dtype, threshold_node=args.threshold_node,
-                                scale_node=args.scale_node, pool_node=args.pool_node, unit_r=args.unit_r)
-        rep = export_run(args.run_dir, args.out, options, args.coding, args.input_encoding, args.data)
-    except (ValueError, ImportError, OSError) as e:  # FileNotFoundError is an OSError
-        print(f"spikeforge export: error: {e}", file=sys.stderr)
-        return 1
+    options = ExportOptions(dt=args.dt, dtype=args.dtype, threshold_node=args.threshold_node,
+                            scale_node=args.scale_node, pool_node=args.pool_node, unit_r=args.unit_r)
+    rep = export_run(args.run_dir, args.out, options, args.coding, args.input_encoding, args.data)
     if args.json:
         print(json.dumps(rep, sort_keys=True))
         return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from .outputs import Output
 
@@ -35,12 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..nir.rundir import import_run
 
-    try:
-        rep = import_run(args.nir_file, args.out, args.recipe, args.overrides, args.profile,
-                         dt=args.dt, reset=args.reset, fire=args.fire, spikes=args.spikes)
-    except (ValueError, ImportError, OSError) as e:  # RecipeError and FileExistsError included
-        print(f"spikeforge import: error: {e}", file=sys.stderr)
-        return 1
+    rep = import_run(args.nir_file, args.out, args.recipe, args.overrides, args.profile,
+                     dt=args.dt, reset=args.reset, fire=args.fire, spikes=args.spikes)
     if args.json:
         print(json.dumps(rep, sort_keys=True))
         return 0
