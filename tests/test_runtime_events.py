@@ -151,17 +151,56 @@ def test_auto_picks_by_density_crossover() -> None:
     model, shape = make_hybrid("sdsnn", "lif_hard")
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=1)
-    everywhere = RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0, min_sparse_fanout=1, min_sparse_channels=1,
+    everywhere = RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0, linear_full_outputs=1, conv_full_width=1,
+                               min_sparse_channels=1,
                                min_sparse_macs=0, linear_tile_density=0.0)
     y_sparse, sparse = EventRuntime(graph, config=everywhere).run(x)
     torch.testing.assert_close(y_sparse, ConvertedModel(graph)(x), rtol=0, atol=TOL)  # tiled linear too
     dense = EventRuntime(graph, config=RuntimeConfig(linear_crossover=0.0, conv_crossover=0.0)).run(x)[1]
     assert {c.method for c in sparse.layers} <= {"sparse", "analog"} and "sparse" in {c.method for c in sparse.layers}
     assert {c.method for c in dense.layers} <= {"dense", "analog"}
-    narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, min_sparse_fanout=1, min_sparse_macs=0,
+    narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, conv_full_width=1, min_sparse_macs=0,
                                                       min_sparse_channels=10**6)).run(x)[1]
     ops = {n.name: n.op for n in graph.synaptic()}
     assert all(c.method in ("dense", "analog") for c in narrow.layers if ops[c.name] == "conv")
+
+
+def test_index_builders_give_the_same_run_and_linear_reads_channels_last_spikes() -> None:
+    torch.manual_seed(4)
+    neuron = NeuronConfig(kind="if", threshold=0.5, reset="soft", backend="reference")
+    model = Net(OrderedDict([("conv1", L.Conv2d(2, 12, 3, padding=1)), ("sn1", neuron.build()),
+                             ("conv2", L.Conv2d(12, 9, 3, padding=1)), ("sn2", neuron.build()),
+                             ("flatten", L.Flatten()), ("fc", L.Linear(9 * 5 * 6, 7))])).eval()
+    shape = (2, 5, 6)
+    graph = convert_model(model, InputSpec(shape, T))
+    x = (torch.rand(T, B, *shape) < 0.3).to(F64)
+    ref = ConvertedModel(graph)(x)
+    runs = {}
+    for indices in ("numpy", "torch"):
+        rt = EventRuntime(graph, config=RuntimeConfig(method="csr", indices=indices))
+        runs[indices] = rt.run(x)
+        torch.testing.assert_close(runs[indices][0], ref, rtol=0, atol=TOL)
+        # the sparse conv leaves its spikes channels-last: the linear layer after it reads them through
+        # weight columns permuted once, not a copy of the spikes
+        assert any(k.endswith("/hwc") for k in rt._layers), sorted(rt._layers)
+    counts = {k: [(c.events, c.accumulations) for c in r[1].layers] for k, r in runs.items()}
+    assert counts["numpy"] == counts["torch"]
+    with pytest.raises(ValueError, match="index builder must be"):
+        EventRuntime(graph, config=RuntimeConfig(indices="gpu")).run(x)
+
+
+@pytest.mark.parametrize("name", ["sdsnn", "resnet19_sew", "mlp"])
+def test_row_blocks_on_threads_equal_one_block(name: str) -> None:
+    model, shape = make_hybrid(name, "lif_hard")
+    graph = convert_model(model, InputSpec(shape, T))
+    x = random_input(shape, seed=3)
+    one = EventRuntime(graph, config=RuntimeConfig(method="csr", threads=1))
+    blocks = EventRuntime(graph, config=RuntimeConfig(method="csr", threads=3, min_rows_per_thread=1))
+    (y1, r1), (y3, r3) = one.run(x), blocks.run(x)
+    torch.testing.assert_close(y3, y1, rtol=0, atol=TOL)
+    torch.testing.assert_close(y3, ConvertedModel(graph)(x), rtol=0, atol=TOL)
+    assert [(c.events, c.accumulations) for c in r3.layers] == [(c.events, c.accumulations) for c in r1.layers]
+    assert blocks._pool_size == (3 if any(n.op == "conv" for n in graph.nodes) else 0)  # conv blocks only
 
 
 @pytest.mark.parametrize(("name", "encoding"), [("sdsnn", "bitplane"), ("resnet19_sew", "analog"), ("mlp", "analog")])

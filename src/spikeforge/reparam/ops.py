@@ -33,25 +33,51 @@ def split_steps(y: torch.Tensor, lead: tuple[int, ...] | torch.Size) -> torch.Te
     return y.reshape(*lead, *y.shape[1:])
 
 
-def neuron_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
+def neuron_update(xt: torch.Tensor, v: torch.Tensor, attrs: dict[str, Any],
+                  out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step ``(x_t, v_{t−1}) → (s_t, v_t)``; ``s_t`` bool (written into ``out`` if given).
+
+    The module docstring's equation in four passes: ``h = a·v + b·x (+ c)`` (a factor of 1 is
+    skipped: ``1·v`` is ``v`` bit for bit), ``d = h − θ``, ``s = d ≥ 0``, and the reset as a
+    select: soft ``v = s ? d : h`` (bit for bit ``h − θ·s``), hard ``v = s ? v_r : h`` (equal to
+    ``h·(1 − s) + v_r·s`` for every finite ``h``, up to the sign of a zero membrane).
+    """
     a, b, c = attrs["decay"], attrs["input_gain"], attrs["bias"]
     theta, v_reset = attrs["threshold"], attrs["v_reset"]
-    v = torch.full_like(x[0], 0.0 if v_reset is None else v_reset)
-    out = []
-    for xt in x:
-        h = a * v + b * xt
-        if c != 0.0:
-            h = h + c
-        s = (h - theta >= 0).to(x.dtype)
-        v = h - theta * s if v_reset is None else h * (1.0 - s) + v_reset * s
-        out.append(s)
-    return torch.stack(out)
+    h = (v if a == 1.0 else a * v) + (xt if b == 1.0 else b * xt)
+    if c != 0.0:
+        h += c
+    d = h - theta
+    s = torch.ge(d, 0, out=out) if out is not None else d >= 0
+    v = torch.where(s, d, h) if v_reset is None else torch.where(s, v_reset, h)
+    return s, v
 
 
-def threshold_op(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
+def neuron_init(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
+    """``v_0``: the reset potential (hard reset) or 0 (soft reset), shaped like one step's input."""
+    v_reset = attrs["v_reset"]
+    return torch.full_like(x, 0.0 if v_reset is None else v_reset)
+
+
+def neuron_op(x: torch.Tensor, attrs: dict[str, Any], spike_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """All ``T`` steps of ``x [T, ...]`` → spikes ``[T, ...]`` in ``spike_dtype`` (default ``x``'s;
+    the event runtime asks for bool: one byte per spike, and its events are found without a compare)."""
+    out = torch.empty_like(x, dtype=spike_dtype or x.dtype)
+    v = neuron_init(x[0], attrs)
+    as_bool = out.dtype == torch.bool
+    for t in range(x.shape[0]):
+        s, v = neuron_update(x[t], v, attrs, out[t] if as_bool else None)
+        if not as_bool:
+            out[t] = s
+    return out
+
+
+def threshold_op(xs: list[torch.Tensor], attrs: dict[str, Any], spike_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``[u > θ]`` in ``spike_dtype`` (default the inputs'; the event runtime asks for bool)."""
     u = add_op(xs, {"scales": attrs["weights"]})
     threshold = float(attrs["threshold"])
-    return (u > threshold).to(xs[0].dtype)
+    s = u > threshold
+    return s if spike_dtype == torch.bool else s.to(spike_dtype or xs[0].dtype)
 
 
 def sumpool_op(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:

@@ -8,9 +8,9 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
     integer   weights, bias (and bias map) integer-valued and Σ|W| + |bias| < 2⁶³ per output:
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
-    sparse    input density ρ = events / inputs ≤ crossover(op), outputs reached per event ≥ min_sparse_fanout,
-              dense product ≥ min_sparse_macs and (conv) input channels ≥ min_sparse_channels:
-              ``csr`` (sparse events × weight table)
+    sparse    input density ρ = events / inputs ≤ crossover(op) (scaled down for narrow layers: linear by
+              O / linear_full_outputs, conv by C_in·C_out / conv_full_width, each at most 1), dense product
+              ≥ min_sparse_macs and (conv) input channels ≥ min_sparse_channels: ``csr`` (events × weights)
     dense     otherwise: ``F.linear`` / ``F.conv2d`` on the binary input (the accumulations are
               still counted from the events)
     analog    a non-binary input (the analog first layer): dense, counted as MACs
@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -45,10 +46,12 @@ from ..reparam.ops import (
     neuron_op,
     run_elementwise,
     split_steps,
+    threshold_op,
     unit_accumulations,
 )
 from ..reparam.synapse import FoldedSynapse, folded
-from .kernels import ConvGeometry, conv_geometry, event_conv, event_linear, weight_tiles
+from .indices import ConvGeometry, builder_for, conv_geometry
+from .kernels import event_conv, event_linear, weight_tiles
 from .report import LayerCount, RuntimeReport
 
 F64 = torch.float64
@@ -66,14 +69,20 @@ class RuntimeConfig:
     """
 
     method: str = "auto"
-    linear_crossover: float = 0.10  # sparse up to this input density (measured: 784…7840 → 300…2048, T·B = 128)
-    conv_crossover: float = 0.15  # measured: 3×3 and folded 4×4/2 convs, 15…128 channels, T·B = 32…128
-    min_sparse_fanout: int = 256  # outputs reached per event (O, conv: O·kH·kW/(sH·sW)); fewer: the sparse
-    # method's passes over the input (copy, compare, nonzero) cost more than the dense product saves
+    linear_crossover: float = 0.12  # sparse up to this input density (measured: 784…8192 → 128…2048, T·B = 128)
+    conv_crossover: float = 0.20  # measured: 3×3 and folded 4×4/2 convs, 15…128 channels, T·B = 128
+    linear_full_outputs: int = 64  # a linear layer with fewer outputs O has its crossover scaled by O / this:
+    # the per-event costs of the sparse product (row bookkeeping) weigh more when an event adds few weights
+    conv_full_width: int = 1024  # a conv with C_in·C_out below this has its crossover scaled by C_in·C_out / this:
+    # building the sparse im2col costs per (output position, tap), the dense product C_in·C_out MACs there
     min_sparse_channels: int = 8  # conv: fewer input channels, building the sparse im2col costs more than conv2d
-    min_sparse_macs: int = 1 << 25  # a call whose dense product is smaller runs dense (fixed costs dominate)
+    min_sparse_macs: int = 1 << 20  # a call whose dense product is smaller runs dense (fixed costs dominate)
     linear_tile_density: float = 0.03  # linear: above this density the product runs in column tiles of Wᵀ
     integer: bool = True  # int64 accumulation when the weights are integers
+    threads: int = 0  # threads for a sparse conv's row blocks, each building its own index lists and product
+    # (0: torch.get_num_threads(); linear layers run as one block: torch's sparse product is threaded already)
+    min_rows_per_thread: int = 16  # rows (T·B) per block at least; fewer rows run on one thread
+    indices: str = "auto"  # how event lists are built: auto (numpy on CPU, torch elsewhere), numpy, torch
 
 
 @dataclass
@@ -88,10 +97,6 @@ class _Layer:
     int_bias_map: torch.Tensor | None = None
     geom: ConvGeometry | None = None
     tiles: list[torch.Tensor] | None = None  # linear: column tiles of Wᵀ for the sparse product
-
-
-def is_binary(x: torch.Tensor) -> bool:
-    return bool(((x == 0) | (x == 1)).all())
 
 
 def _integral(t: torch.Tensor | None) -> bool:
@@ -110,6 +115,16 @@ def integer_weights(syn: FoldedSynapse) -> bool:
     return bool((bound < INT_ACC_LIMIT).all())
 
 
+def _channels_last_hwc(x: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(H, W, C)`` when ``x [T, B, C, H, W]`` lies channels-last in memory (a sparse conv's spikes)."""
+    if x.dim() != 5 or x.shape[2] == 1 or x.shape[3] * x.shape[4] == 1:
+        return None
+    c, h, w = x.shape[2:]
+    st = x.stride()
+    return (h, w, c) if st[2] == 1 and st[4] == c and st[3] == c * w and x.permute(0, 1, 3, 4, 2).is_contiguous() \
+        else None
+
+
 def _as_int(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.to(torch.int64)
 
@@ -124,6 +139,8 @@ class EventRuntime:
         self.device = torch.device(device) if device is not None else None
         self._layers: dict[str, _Layer] = {}
         self._ops = {n.name: n.op for n in graph.nodes}
+        self._pool: ThreadPoolExecutor | None = None  # the threads of the sparse products (made on first use)
+        self._pool_size = 0
 
     @property
     def method(self) -> str:
@@ -132,16 +149,23 @@ class EventRuntime:
     def target_device(self, x: torch.Tensor) -> torch.device:
         return self.device or next((t.device for n in self.graph.nodes for t in n.tensors.values()), x.device)
 
-    def _layer(self, node: Node, device: torch.device) -> _Layer:
-        if node.name not in self._layers:
+    def _layer(self, node: Node, device: torch.device, hwc: tuple[int, int, int] | None = None) -> _Layer:
+        """The prepared layer; ``hwc``: a linear layer read from channels-last ``[H, W, C]`` spikes, its
+        weight columns permuted to that order once (the spikes are then flattened without a copy)."""
+        key = node.name if hwc is None else f"{node.name}/hwc"
+        if key not in self._layers:
             syn = folded(node).to(self.device or device, F64)
+            if hwc is not None:
+                h, w_, c = hwc
+                cl = syn.weight.reshape(-1, c, h, w_).permute(0, 2, 3, 1).reshape(syn.weight.shape[0], -1)
+                syn = replace(syn, weight=cl.contiguous())
             w = syn.weight
             rows = (w.t() if node.op == "linear" else w.permute(2, 3, 1, 0)).contiguous()
             lay = _Layer(syn, rows, self.config.integer and integer_weights(syn))
             if lay.integer:
                 lay.int_rows, lay.int_bias, lay.int_bias_map = _as_int(rows), _as_int(syn.bias), _as_int(syn.bias_map)
-            self._layers[node.name] = lay
-        return self._layers[node.name]
+            self._layers[key] = lay
+        return self._layers[key]
 
     def choose(self, node: Node, lay: _Layer, density: float, dense_macs: int) -> str:
         """The method for one call: ``int``, ``sparse`` or ``dense`` (binary input)."""
@@ -150,31 +174,34 @@ class EventRuntime:
             return cfg.method
         if lay.integer:
             return METHOD_INT
-        crossover = cfg.linear_crossover if node.op == "linear" else cfg.conv_crossover
         w = lay.syn.weight
-        fanout, fan_in = int(w.shape[0]), int(w.shape[1])
-        if node.op == "conv":
-            fanout = fanout * int(w.shape[2]) * int(w.shape[3]) // (lay.syn.stride[0] * lay.syn.stride[1])
+        outputs, fan_in = int(w.shape[0]), int(w.shape[1])
+        if node.op == "linear":
+            crossover = cfg.linear_crossover * min(1.0, outputs / cfg.linear_full_outputs)
+        else:
+            crossover = cfg.conv_crossover * min(1.0, fan_in * outputs / cfg.conv_full_width)
         wide = node.op == "linear" or fan_in >= cfg.min_sparse_channels
         big = dense_macs >= cfg.min_sparse_macs
-        return METHOD_SPARSE if density <= crossover and fanout >= cfg.min_sparse_fanout and wide and big \
-            else METHOD_DENSE
+        return METHOD_SPARSE if density <= crossover and wide and big else METHOD_DENSE
 
     def synaptic(self, node: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
         """One synaptic node over all rows ``[T, B, ...]`` of its inputs; adds to ``count``."""
         t, b = xs[0].shape[:2]
-        lay = self._layer(node, xs[0].device)
+        hwc = _channels_last_hwc(xs[0]) if node.op == "linear" and len(xs) == 1 else None
+        lay = self._layer(node, xs[0].device, hwc)
         f = lay.syn
-        x = concat_inputs(xs, flatten=node.op == "linear")
+        if len({x.dtype for x in xs}) > 1:
+            xs = [x.to(F64) for x in xs]
+        x = xs[0].permute(0, 1, 3, 4, 2).flatten(2) if hwc else concat_inputs(xs, flatten=node.op == "linear")
         if node.op == "conv":
             x = crop_input(x, f.crop)
         flat = x.flatten(0, 1)
-        events = int(flat.count_nonzero())
-        count.inputs += flat.numel()
-        count.events += events
         per_out = int(f.weight[0].numel())
+        count.inputs += flat.numel()
         spikes_only = all(self._ops[i] in SPIKING_OPS for i in node.inputs)  # binary by construction
-        if not (spikes_only or is_binary(flat)):  # analog input: dense, multiply-accumulate
+        xb = flat if flat.dtype == torch.bool else flat.ne(0)
+        if not (xb is flat or spikes_only or torch.equal(flat, xb.to(flat.dtype))):  # analog: dense MACs
+            count.events += int(xb.sum())
             y = F.linear(flat, f.weight, f.bias) if node.op == "linear" else \
                 F.conv2d(flat, f.weight, f.bias, f.stride, f.padding, f.dilation)
             y = y if f.bias_map is None else y + f.bias_map
@@ -182,6 +209,9 @@ class EventRuntime:
             count.dense_macs += y.numel() * per_out
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
+        flat = xb  # the events as bool from here on (the dense method converts them back)
+        events = builder_for(flat.device, self.config.indices).count(flat)
+        count.events += events
         density = events / max(flat.numel(), 1)
         method = self.choose(node, lay, density, self._dense_macs(node, lay, flat))
         y, acc = self._run_binary(node, lay, flat, method, events, density)
@@ -202,6 +232,7 @@ class EventRuntime:
         f = lay.syn
         kernel = {METHOD_SPARSE: "csr", METHOD_INT: "scatter"}.get(method, method)
         integer = method == METHOD_INT
+        build = builder_for(flat.device, self.config.indices)
         rows = lay.int_rows if integer else lay.rows
         bias = lay.int_bias if integer else f.bias
         assert rows is not None
@@ -210,15 +241,41 @@ class EventRuntime:
             if kernel == "csr" and density > self.config.linear_tile_density:
                 lay.tiles = weight_tiles(rows) if lay.tiles is None else lay.tiles
                 tiles = lay.tiles
-            y, acc = event_linear(flat, f.weight, bias, rows, kernel, events, tiles)
-        else:
-            hw = (int(flat.shape[2]), int(flat.shape[3]))
-            if lay.geom is None or lay.geom.in_hw != hw:
-                lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
-                                         f.padding, f.dilation, flat.device)
-            y, acc = event_conv(flat, f.weight, bias, lay.int_bias_map if integer else f.bias_map, f.stride,
-                                f.padding, f.dilation, rows, kernel, lay.geom)
+            # one block: torch's sparse product already uses every thread (blocks on threads measured slower)
+            y, acc = event_linear(flat, f.weight, bias, rows, kernel, events, tiles, build)
+            return (y.to(F64) if integer else y), acc
+        hw = (int(flat.shape[2]), int(flat.shape[3]))
+        if lay.geom is None or lay.geom.in_hw != hw:
+            lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
+                                     f.padding, f.dilation, flat.device)
+        geom, bias_map = lay.geom, lay.int_bias_map if integer else f.bias_map
+
+        def run(part: torch.Tensor) -> tuple[torch.Tensor, int]:
+            return event_conv(part, f.weight, bias, bias_map, f.stride, f.padding, f.dilation, rows, kernel, geom,
+                              build)
+        y, acc = run(flat) if kernel == "dense" else self._in_parts(run, flat)
         return (y.to(F64) if integer else y), acc
+
+    def _threads(self, blocks: int, flat: torch.Tensor) -> ThreadPoolExecutor | None:
+        """The pool for ``blocks`` independent blocks of work (``None``: run them on this thread)."""
+        threads = min(self.config.threads or torch.get_num_threads(), blocks)
+        if threads <= 1 or flat.device.type != "cpu":
+            return None
+        if self._pool is None or self._pool_size != threads:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
+        return self._pool
+
+    def _in_parts(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
+                  flat: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``run`` on row blocks (images) of ``flat`` in parallel threads — the index lists and the sparse
+        product of each block; numpy and torch release the GIL — or on all rows at once (one thread, few rows)."""
+        pool = self._threads(flat.shape[0] // max(self.config.min_rows_per_thread, 1), flat)
+        if pool is None:
+            return run(flat)
+        done = list(pool.map(run, flat.tensor_split(self._pool_size)))
+        return torch.cat([y for y, _ in done]), sum(a for _, a in done)
 
     def walk(self, x: torch.Tensor, neuron: NeuronFn, report: RuntimeReport) -> torch.Tensor:
         """Run every node on ``x [T, B, ...]``; ``neuron`` computes the neuron nodes (whole run or one step)."""
@@ -238,21 +295,27 @@ class EventRuntime:
                 if sync is not None:
                     sync(device)
                 count.seconds += time.perf_counter() - t0
+            elif n.op == "neuron":
+                h = xs[0]
+                values[n.name] = neuron(n, h.to(F64) if h.dtype == torch.bool else h)  # bool spikes
             else:
-                values[n.name] = y = neuron(n, xs[0]) if n.op == "neuron" else run_elementwise(n.op, xs, n.attrs)
+                xs = [v.to(F64) if v.dtype == torch.bool else v for v in xs]
+                y = threshold_op(xs, n.attrs, torch.bool) if n.op == "threshold" else run_elementwise(n.op, xs, n.attrs)
+                values[n.name] = y
                 acc = unit_accumulations(n.op, xs, y, [self._ops[i] in SPIKING_OPS for i in n.inputs])
                 if acc or n.op in ("threshold", "sumpool"):
                     report.add_unit_events(n.name, acc)
             for name in n.inputs:
                 if last[name] == k:
                     values.pop(name, None)
-        return values[self.graph.nodes[-1].name]
+        out = values[self.graph.nodes[-1].name]
+        return out.to(F64) if out.dtype == torch.bool else out
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:
         """``x [T, B, ...]`` (analog input, or integer pixels for a bitplane graph) → (output, counts)."""
         report = RuntimeReport(samples=int(x.shape[1]), time_steps=int(x.shape[0]))
-        out = self.walk(x, lambda n, h: neuron_op(h, n.attrs), report)
+        out = self.walk(x, lambda n, h: neuron_op(h, n.attrs, torch.bool), report)
         return out, report
 
 

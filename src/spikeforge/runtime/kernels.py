@@ -20,7 +20,8 @@ Methods (``method=``):
   ``W`` laid out as ``[kH·kW·C, O]``. ``S`` is built already sorted, without a sort: the events
   are listed channels-last (``(n, y, x)`` then ``c``), so the events of one input position are
   one contiguous segment; row ``r`` of ``S`` is the concatenation over taps of the segment of
-  the input position the tap reads (a precomputed :class:`ConvGeometry`).
+  the input position the tap reads (a precomputed :class:`ConvGeometry`). The index lists come
+  from :mod:`spikeforge.runtime.indices` (numpy on CPU, torch elsewhere).
 - ``"scatter"`` — the same (row, column) pairs, the weight rows gathered and ``index_add_``-ed
   (chunked, so memory stays bounded); works for every dtype, so it is the integer method.
 - ``"dense"`` — ``F.linear`` / ``F.conv2d`` on the binary input (faster above a density
@@ -33,14 +34,19 @@ reach an output`` (linear: ``O · #events``) — the SOPs of :mod:`spikeforge.en
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .indices import ConvGeometry, IndexBuilder, as_bool, builder_for, conv_geometry
+
+__all__ = ["ConvGeometry", "conv_geometry", "conv_pair_count", "event_conv", "event_linear", "row_pointers",
+           "scatter_rows", "weight_tiles"]
+
 SCATTER_CHUNK = 1 << 15  # (row, weight-row) pairs gathered at once by the scatter method
 LINEAR_TILE = 32  # output columns per sparse product: a [F, 32] float64 tile of Wᵀ stays in L2 (measured best)
 METHODS = ("csr", "scatter", "dense")
+INT32_INDEX_LIMIT = 2**31 - 1
 
 
 def _quiet_csr(s: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -50,6 +56,10 @@ def _quiet_csr(s: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None) 
 
 
 def _csr(crow: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    """The events as a CSR matrix of ones; int32 indices where they fit (the CPU sparse product converts
+    int64 indices to int32 on every call — once per weight tile — otherwise)."""
+    if crow.device.type == "cpu" and max(int(crow[-1]), *shape) < INT32_INDEX_LIMIT:
+        crow, cols = crow.to(torch.int32), cols.to(torch.int32)
     ones = torch.ones(cols.numel(), dtype=dtype, device=cols.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -81,105 +91,51 @@ def weight_tiles(w_t: torch.Tensor, tile: int = LINEAR_TILE) -> list[torch.Tenso
 
 def event_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
                  w_t: torch.Tensor | None = None, method: str = "csr", nnz: int | None = None,
-                 tiles: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
-    """``x [N, F]`` binary → ``(x·Wᵀ + bias, accumulations)``; ``w_t`` = ``Wᵀ`` contiguous ``[F, O]``.
+                 tiles: list[torch.Tensor] | None = None,
+                 builder: IndexBuilder | None = None) -> tuple[torch.Tensor, int]:
+    """``x [N, F]`` binary (bool, or 0/1 floats) → ``(x·Wᵀ + bias, accumulations)``; ``w_t`` = ``Wᵀ``
+    contiguous ``[F, O]``.
 
     ``w`` and ``bias`` may be int64 (exact integer accumulation; only ``"scatter"`` then).
     ``nnz``: the number of events if already known (saves a pass of the dense method).
     ``tiles``: :func:`weight_tiles` of ``Wᵀ`` for ``"csr"``: the product runs tile by tile, so the
     weight rows it sums stay in cache while every event row reads them (worth it above a few
     percent density; below, the per-call cost of many products outweighs it).
+    ``builder``: the :mod:`~spikeforge.runtime.indices` implementation (default: by device).
     """
     _check(method)
     n, o = x.shape[0], w.shape[0]
+    xb = as_bool(x)
+    build = builder or builder_for(x.device)
     if method == "dense":
-        return F.linear(x.to(w.dtype), w, bias), (int(x.count_nonzero()) if nnz is None else nnz) * o
+        return F.linear(x.to(w.dtype), w, bias), (build.count(xb) if nnz is None else nnz) * o
     w_t = w.t().contiguous() if w_t is None else w_t
-    n_idx, f_idx = (x != 0).nonzero(as_tuple=True)
+    crow, f_idx = build.linear(xb)
+    crow, f_idx = crow.to(w_t.device), f_idx.to(w_t.device)
     if method == "csr":
-        crow = row_pointers(torch.bincount(n_idx, minlength=n))
         s = _csr(crow, f_idx, (n, x.shape[1]), w_t.dtype)
         parts = [_quiet_csr(s, t, None) for t in (tiles or [w_t])]
         out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-        if bias is not None:
-            out += bias
     else:
+        n_idx = torch.repeat_interleave(torch.arange(n, device=w_t.device), crow.diff(), output_size=f_idx.numel())
         out = scatter_rows(n, n_idx, f_idx, w_t)
-        if bias is not None:
-            out += bias
+    if bias is not None:
+        out += bias
     return out, int(f_idx.numel()) * o
 
 
-@dataclass
-class ConvGeometry:
-    """Per output position and tap: the input position it reads (``-1``: outside, zero padding).
-
-    ``source[(oy·Wo + ox), (i·kW + j)] = y·W + x`` with ``y = oy·s − p + i·d``, ``x = ox·s − p + j·d``.
-    """
-
-    out_hw: tuple[int, int]
-    in_hw: tuple[int, int]
-    source: torch.Tensor  # [Ho·Wo, kH·kW] int64
-
-    @property
-    def taps(self) -> int:
-        return int(self.source.shape[1])
-
-
-def conv_geometry(in_hw: tuple[int, int], kernel: tuple[int, int], stride: list[int], padding: list[int],
-                  dilation: list[int], device: torch.device) -> ConvGeometry:
-    h, w = in_hw
-    kh, kw = kernel
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    oy = torch.arange(ho, device=device)[:, None, None, None]
-    ox = torch.arange(wo, device=device)[None, :, None, None]
-    i = torch.arange(kh, device=device)[None, None, :, None]
-    j = torch.arange(kw, device=device)[None, None, None, :]
-    y = oy * stride[0] - padding[0] + i * dilation[0]
-    xx = ox * stride[1] - padding[1] + j * dilation[1]
-    inside = (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
-    source = torch.where(inside, y * w + xx, -1).reshape(ho * wo, kh * kw)
-    return ConvGeometry((ho, wo), (h, w), source)
-
-
-def conv_pairs(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR of the sparse im2col of ``x [N, C, H, W]``: ``(crow [N·Ho·Wo + 1], cols [nnz])``, sorted.
-
-    Column ``k·C + c`` (tap ``k``, channel ``c``). ``nnz`` = the (event, tap) pairs that reach an output.
-    """
-    n, c, h, w = x.shape
-    hw, k = h * w, geom.taps
-    pos, ch = (x != 0).permute(0, 2, 3, 1).reshape(n * hw, c).nonzero(as_tuple=True)  # channels-last: sorted
-    count = torch.bincount(pos, minlength=n * hw)
-    start = count.cumsum(0) - count
-    inside = geom.source >= 0
-    src = (torch.where(inside, geom.source, 0)[None]
-           + (torch.arange(n, device=x.device) * hw)[:, None, None]).reshape(-1)  # [N·P·K]
-    lens = torch.where(inside[None], count[src].reshape(n, -1, k), 0).reshape(-1)  # events read per (row, tap)
-    crow = row_pointers(lens.reshape(-1, k).sum(1))
-    nnz = int(crow[-1])
-    # segment (row, tap) = the events of one input position: pair i of it reads ch[start + i − offset]
-    seg_base = start[src] - (lens.cumsum(0) - lens)
-    seg_tap = torch.arange(k, device=x.device).repeat(lens.numel() // k) * c
-    seg_id = torch.repeat_interleave(lens, output_size=nnz)
-    cols = ch[seg_base[seg_id] + torch.arange(nnz, device=x.device)] + seg_tap[seg_id]
-    return crow, cols
-
-
-def conv_pair_count(x: torch.Tensor, geom: ConvGeometry) -> int:
+def conv_pair_count(xb: torch.Tensor, geom: ConvGeometry) -> int:
     """``#(event, tap) pairs reaching an output`` without building them (for the dense method)."""
-    n, _, h, w = x.shape
-    per_pos = x.sum(1).reshape(n, h * w)  # events per input position (exact: small integers)
-    taps_per_pos = torch.bincount(geom.source[geom.source >= 0], minlength=h * w).to(per_pos.dtype)
-    return int(round(float(per_pos.sum(0) @ taps_per_pos)))
+    n, _, h, w = xb.shape
+    per_pos = xb.sum(1, dtype=torch.int64).reshape(n, h * w).sum(0)  # events per input position
+    return int(per_pos @ geom.reads_per_position().to(per_pos.device))
 
 
 def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias_map: torch.Tensor | None,
                stride: list[int], padding: list[int], dilation: list[int],
                taps: torch.Tensor | None = None, method: str = "csr",
-               geom: ConvGeometry | None = None) -> tuple[torch.Tensor, int]:
-    """``x [N, C, H, W]`` binary → ``(conv2d(x, W) + bias [+ bias_map], accumulations)``.
+               geom: ConvGeometry | None = None, builder: IndexBuilder | None = None) -> tuple[torch.Tensor, int]:
+    """``x [N, C, H, W]`` binary (bool, or 0/1 floats) → ``(conv2d(x, W) + bias [+ bias_map], accumulations)``.
 
     ``taps`` is ``W`` as ``[kH, kW, C, O]`` contiguous, ``geom`` the layer's :func:`conv_geometry`
     (both computed if not given). Integer ``w``/``bias``/``bias_map`` (int64) need ``"scatter"``.
@@ -189,16 +145,18 @@ def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias
     o, _, kh, kw = w.shape
     geom = conv_geometry((h, wd), (kh, kw), stride, padding, dilation, x.device) if geom is None else geom
     ho, wo = geom.out_hw
+    xb = as_bool(x)
     if method == "dense":
-        y = F.conv2d(x.to(w.dtype), w, bias, stride, padding, dilation)
-        acc = conv_pair_count(x, geom) * o
+        y = F.conv2d(x.to(w.dtype, memory_format=torch.contiguous_format), w, bias, stride, padding, dilation)
+        acc = conv_pair_count(xb, geom) * o
     else:
         table = (w.permute(2, 3, 1, 0).contiguous() if taps is None else taps).reshape(kh * kw * c, o)
-        crow, cols = conv_pairs(x, geom)
+        crow, cols = (builder or builder_for(x.device)).conv(xb, geom)
+        crow, cols = crow.to(table.device), cols.to(table.device)
         if method == "csr":
             flat = _quiet_csr(_csr(crow, cols, (n * ho * wo, kh * kw * c), table.dtype), table, bias)
         else:
-            rows = torch.repeat_interleave(torch.arange(n * ho * wo, device=x.device), crow.diff(),
+            rows = torch.repeat_interleave(torch.arange(n * ho * wo, device=table.device), crow.diff(),
                                            output_size=cols.numel())
             flat = scatter_rows(n * ho * wo, rows, cols, table)
             if bias is not None:

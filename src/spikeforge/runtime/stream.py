@@ -2,8 +2,9 @@
 
 Memory is bounded by one step of the graph plus one membrane per neuron node, whatever the
 stream's length. The step function is the whole-run neuron loop
-(:func:`spikeforge.reparam.ops.neuron_op`) cut open, operation by operation, so a stream of
-``T`` single steps gives exactly the spikes of one ``T``-step :meth:`EventRuntime.run`:
+(:func:`spikeforge.reparam.ops.neuron_op`) cut open: both call the same one-step update
+(:func:`spikeforge.reparam.ops.neuron_update`), so a stream of ``T`` single steps gives exactly
+the spikes of one ``T``-step :meth:`EventRuntime.run`:
 
     h_t = a·v_{t−1} + b·x_t (+ c);  s_t = Θ(h_t − θ);  v_t = h_t − θ·s_t (soft)  or  h_t·(1 − s_t) + v_r·s_t
     v_0 = v_r (hard reset) or 0 (soft)
@@ -18,26 +19,16 @@ from typing import Any
 import torch
 
 from ..reparam.graph import ConvertedGraph, Node
+from ..reparam.ops import neuron_init, neuron_update
 from .events import EventRuntime
 from .report import RuntimeReport
 
 
-def neuron_init(x: torch.Tensor, attrs: dict[str, Any]) -> torch.Tensor:
-    """``v_0``: the reset potential (hard reset) or 0 (soft reset), shaped like one step's input."""
-    v_reset = attrs["v_reset"]
-    return torch.full_like(x, 0.0 if v_reset is None else v_reset)
-
-
 def neuron_step(x: torch.Tensor, v: torch.Tensor, attrs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step ``(x_t, v_{t−1}) → (s_t, v_t)`` with exactly :func:`neuron_op`'s arithmetic."""
-    a, b, c = attrs["decay"], attrs["input_gain"], attrs["bias"]
-    theta, v_reset = attrs["threshold"], attrs["v_reset"]
-    h = a * v + b * x
-    if c != 0.0:
-        h = h + c
-    s = (h - theta >= 0).to(x.dtype)
-    v = h - theta * s if v_reset is None else h * (1.0 - s) + v_reset * s
-    return s, v
+    """One step ``(x_t, v_{t−1}) → (s_t, v_t)``, spikes in ``x``'s dtype: exactly the step of
+    :func:`neuron_op` (both call :func:`spikeforge.reparam.ops.neuron_update`)."""
+    s, v = neuron_update(x, v, attrs)
+    return s.to(x.dtype), v
 
 
 class StreamingRuntime:
@@ -64,8 +55,8 @@ class StreamingRuntime:
         elif v.shape != x.shape:
             raise ValueError(f"{node.name}: a step of shape {tuple(x.shape)} continues a stream of shape "
                              f"{tuple(v.shape)}; call reset() to start a new stream")
-        s, self.state[node.name] = neuron_step(x, v, node.attrs)
-        return s[None]
+        s, self.state[node.name] = neuron_update(x, v, node.attrs)
+        return s[None]  # bool spikes, as the whole-run runtime's neurons give them
 
     @torch.no_grad()
     def step(self, x_t: torch.Tensor) -> torch.Tensor:
