@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -196,7 +197,9 @@ def test_row_blocks_on_threads_equal_one_block(name: str) -> None:
     x = random_input(shape, seed=3)
     one = EventRuntime(graph, config=RuntimeConfig(method="csr", threads=1))
     blocks = EventRuntime(graph, config=RuntimeConfig(method="csr", threads=3, min_rows_per_thread=1))
+    filters = list(warnings.filters)
     (y1, r1), (y3, r3) = one.run(x), blocks.run(x)
+    assert warnings.filters == filters  # the row-block threads leave the process's warning filters alone
     torch.testing.assert_close(y3, y1, rtol=0, atol=TOL)
     torch.testing.assert_close(y3, ConvertedModel(graph)(x), rtol=0, atol=TOL)
     assert [(c.events, c.accumulations) for c in r3.layers] == [(c.events, c.accumulations) for c in r1.layers]

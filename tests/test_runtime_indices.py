@@ -3,6 +3,8 @@ and the neurons' one-step update (reparam/ops.py) is bit for bit the equation it
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -102,11 +104,23 @@ def test_neuron_update_is_the_equation_bit_for_bit(attrs: dict) -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(16, 4, 33, generator=gen, dtype=F64)
     x[3] = 0.0  # exact zeros and exact threshold crossings happen in converted graphs
+    x[5, 0, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), 1e308], dtype=F64)
+    x[6, 0, :4] = torch.tensor([0.5, 0.5, 0.5, 1e308], dtype=F64)  # an infinite membrane stays NaN (hard reset)
     ref_s, ref_v = _reference_neuron(x, attrs)
-    assert torch.equal(neuron_op(x, attrs), ref_s)
+    assert torch.equal(neuron_op(x, attrs), ref_s)  # (NaN membranes never fire: spikes stay comparable)
     assert torch.equal(neuron_op(x, attrs, torch.bool), ref_s.bool())
     v = torch.full_like(x[0], 0.0 if attrs["v_reset"] is None else attrs["v_reset"])
     for t in range(x.shape[0]):
         s, v = neuron_update(x[t], v, attrs)
         assert torch.equal(s, ref_s[t].bool())
-        assert torch.equal(v + 0.0, ref_v[t] + 0.0)  # equal values (a zero membrane's sign may differ)
+        assert torch.equal(v + 0.0, ref_v[t] + 0.0) if not ref_v[t].isnan().any() else \
+            torch.allclose(v, ref_v[t], rtol=0, atol=0, equal_nan=True)  # values equal (a zero's sign may differ)
+
+
+def test_batched_sources_are_safe_from_threads() -> None:
+    geom = conv_geometry((6, 7), (3, 3), [1, 1], [1, 1], [1, 1], torch.device("cpu"))
+    sizes = [1 + (i % 13) for i in range(200)]  # more sizes than the cache keeps: it is cleared meanwhile
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda n: geom.batched(n, "numpy"), sizes))
+    for n, src in zip(sizes, got, strict=True):
+        assert isinstance(src, np.ndarray) and src.shape == (n * 6 * 7 * 9,) and int(src.max()) == n * 42

@@ -37,10 +37,10 @@ def neuron_update(xt: torch.Tensor, v: torch.Tensor, attrs: dict[str, Any],
                   out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step ``(x_t, v_{t−1}) → (s_t, v_t)``; ``s_t`` bool (written into ``out`` if given).
 
-    The module docstring's equation in four passes: ``h = a·v + b·x (+ c)`` (a factor of 1 is
+    The module docstring's equation in four passes (six for a hard reset): ``h = a·v + b·x (+ c)`` (a factor of 1 is
     skipped: ``1·v`` is ``v`` bit for bit), ``d = h − θ``, ``s = d ≥ 0``, and the reset as a
-    select: soft ``v = s ? d : h`` (bit for bit ``h − θ·s``), hard ``v = s ? v_r : h`` (equal to
-    ``h·(1 − s) + v_r·s`` for every finite ``h``, up to the sign of a zero membrane).
+    select: soft ``v = s ? d : h`` (bit for bit ``h − θ·s``), hard ``v = s ? h·0 + v_r : h`` (equal to
+    ``h·(1 − s) + v_r·s``, infinite ``h`` included, up to the sign of a zero membrane).
     """
     a, b, c = attrs["decay"], attrs["input_gain"], attrs["bias"]
     theta, v_reset = attrs["threshold"], attrs["v_reset"]
@@ -49,7 +49,8 @@ def neuron_update(xt: torch.Tensor, v: torch.Tensor, attrs: dict[str, Any],
         h += c
     d = h - theta
     s = torch.ge(d, 0, out=out) if out is not None else d >= 0
-    v = torch.where(s, d, h) if v_reset is None else torch.where(s, v_reset, h)
+    # hard: ``h·0 + v_r`` where it fired, not ``v_r``: an infinite membrane stays NaN, as in the product form
+    v = torch.where(s, d, h) if v_reset is None else torch.where(s, h.mul(0.0).add_(v_reset), h)
     return s, v
 
 

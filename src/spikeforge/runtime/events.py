@@ -274,7 +274,11 @@ class EventRuntime:
         pool = self._threads(flat.shape[0] // max(self.config.min_rows_per_thread, 1), flat)
         if pool is None:
             return run(flat)
-        done = list(pool.map(run, flat.tensor_split(self._pool_size)))
+        def block(part: torch.Tensor) -> tuple[torch.Tensor, int]:
+            with torch.no_grad():  # a worker thread does not inherit the caller's grad mode
+                return run(part)
+
+        done = list(pool.map(block, flat.tensor_split(self._pool_size)))
         return torch.cat([y for y, _ in done]), sum(a for _, a in done)
 
     def walk(self, x: torch.Tensor, neuron: NeuronFn, report: RuntimeReport) -> torch.Tensor:

@@ -23,6 +23,7 @@ a float 0/1 tensor is compared with 0 first.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,7 +44,8 @@ class ConvGeometry:
     out_hw: tuple[int, int]
     in_hw: tuple[int, int]
     source: torch.Tensor  # [Ho·Wo, kH·kW] int64
-    _batched: dict[tuple[int | str, str], object] = field(default_factory=dict, repr=False)
+    _batched: dict[tuple[int | str, str], object] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # row-block threads
 
     @property
     def taps(self) -> int:
@@ -51,25 +53,30 @@ class ConvGeometry:
 
     def reads_per_position(self) -> torch.Tensor:
         """``[H·W]``: how many (output position, tap) pairs read each input position (cached)."""
-        if ("reads", "") not in self._batched:
-            h, w = self.in_hw
-            self._batched[("reads", "")] = torch.bincount(self.source[self.source >= 0], minlength=h * w)
-        reads = self._batched[("reads", "")]
+        with self._lock:
+            reads = self._batched.get(("reads", ""))
+            if reads is None:
+                h, w = self.in_hw
+                reads = self._batched[("reads", "")] = torch.bincount(self.source[self.source >= 0],
+                                                                      minlength=h * w)
         assert isinstance(reads, torch.Tensor)
         return reads
 
     def batched(self, n: int, kind: str) -> object:
         """``source`` for ``n`` images, flattened ``[n·Ho·Wo·K]``, as input positions of the whole
-        batch (``m·H·W + q``); outside taps read the sentinel position ``n·H·W``. Cached per ``n``."""
+        batch (``m·H·W + q``); outside taps read the sentinel position ``n·H·W``. Cached per ``n``
+        (a few sizes: the thread blocks of one batch differ by at most one image)."""
         key = (n, kind)
-        if key not in self._batched:
-            hw = self.in_hw[0] * self.in_hw[1]
-            src = self.source[None] + (torch.arange(n, device=self.source.device) * hw)[:, None, None]
-            src = torch.where(self.source[None] >= 0, src, n * hw).reshape(-1)
-            if len(self._batched) > BATCH_SIZES_KEPT:  # a few batch sizes (thread blocks differ by one row)
-                self._batched = {k: v for k, v in self._batched.items() if k[1] == ""}
-            self._batched[key] = src.numpy() if kind == "numpy" else src
-        return self._batched[key]
+        with self._lock:
+            src = self._batched.get(key)
+            if src is None:
+                hw = self.in_hw[0] * self.in_hw[1]
+                t = self.source[None] + (torch.arange(n, device=self.source.device) * hw)[:, None, None]
+                t = torch.where(self.source[None] >= 0, t, n * hw).reshape(-1)
+                if len(self._batched) > BATCH_SIZES_KEPT:
+                    self._batched = {k: v for k, v in self._batched.items() if k[1] == ""}
+                src = self._batched[key] = t.numpy() if kind == "numpy" else t
+        return src
 
 
 def conv_geometry(in_hw: tuple[int, int], kernel: tuple[int, int], stride: list[int], padding: list[int],

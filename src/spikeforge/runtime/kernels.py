@@ -46,13 +46,15 @@ __all__ = ["ConvGeometry", "conv_geometry", "conv_pair_count", "event_conv", "ev
 SCATTER_CHUNK = 1 << 15  # (row, weight-row) pairs gathered at once by the scatter method
 LINEAR_TILE = 32  # output columns per sparse product: a [F, 32] float64 tile of Wᵀ stays in L2 (measured best)
 METHODS = ("csr", "scatter", "dense")
+# torch warns once per process that sparse CSR is "in beta"; silenced by message, once, at import: a
+# `catch_warnings` around each call is not thread-safe (the conv row blocks run on threads) and could leave
+# every UserWarning of the process switched off
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 INT32_INDEX_LIMIT = 2**31 - 1
 
 
 def _quiet_csr(s: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return s @ table if bias is None else torch.addmm(bias, s, table)
+    return s @ table if bias is None else torch.addmm(bias, s, table)
 
 
 def _csr(crow: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
@@ -61,9 +63,7 @@ def _csr(crow: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], dtype: 
     if crow.device.type == "cpu" and max(int(crow[-1]), *shape) < INT32_INDEX_LIMIT:
         crow, cols = crow.to(torch.int32), cols.to(torch.int32)
     ones = torch.ones(cols.numel(), dtype=dtype, device=cols.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, cols, ones, shape, check_invariants=False)
+    return torch.sparse_csr_tensor(crow, cols, ones, shape, check_invariants=False)
 
 
 def row_pointers(counts: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ def conv_pair_count(xb: torch.Tensor, geom: ConvGeometry) -> int:
     """``#(event, tap) pairs reaching an output`` without building them (for the dense method)."""
     n, _, h, w = xb.shape
     per_pos = xb.sum(1, dtype=torch.int64).reshape(n, h * w).sum(0)  # events per input position
-    return int(per_pos @ geom.reads_per_position().to(per_pos.device))
+    return int((per_pos * geom.reads_per_position().to(per_pos.device)).sum())  # no int64 dot on CUDA
 
 
 def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias_map: torch.Tensor | None,
