@@ -11,6 +11,8 @@ the budget, so a hang or a crash is reported and the next step still runs:
 ``bf16_smoke``      a short training run with ``train.precision = "bf16"`` through the engine on
                     synthetic data, plus every registered neuron backend on a bf16 input against
                     the float32 reference (spikes must be equal)
+``event_runtime``   the event-driven runtime on the device (torch index lists there) for every method
+                    against the float64 dense executor (≤ 1e-9) and the CPU runtime's counts (equal)
 ``neurons``         ``bench/neurons.py`` (LIF, fwd+bwd, vs SpikingJelly / snnTorch)
 ``train_step``      ``bench/train_step.py`` (vs SpikingJelly / snnTorch; on CUDA SpikingJelly's
                     own choice of neuron kernel, and ``train_step_sj_torch`` its torch path)
@@ -45,6 +47,8 @@ RESERVE_S = 10.0  # kept back for writing the report
 TAIL_CHARS = 1500  # output kept per failed step
 MIN_STEP_S = 20.0  # a step with less time than this left is skipped, not started
 SMOKE_SAMPLES = (128, 2048)  # synthetic training images of the bf16 smoke run: (CPU, CUDA)
+EVENT_STEPS, EVENT_BATCH, EVENT_RATE = 4, 8, 0.2  # the event runtime check: a converted SD-SNN convnet on spikes
+EVENT_TOLERANCE = 1e-9  # event runtime vs the float64 dense executor
 
 
 @dataclass
@@ -172,9 +176,19 @@ def cifar10_resnet19(ctx: Context) -> dict[str, Any]:
     return finish(res)
 
 
+def event_runtime(ctx: Context) -> dict[str, Any]:
+    res = run(ctx, [ctx.python, str(Path(__file__)), "--event-smoke", ctx.device], 120)
+    lines = [ln for ln in res["_output"].splitlines() if ln.startswith("EVENT ")]
+    if lines:
+        res.update(json.loads(lines[-1][len("EVENT "):]))
+    res["ok"] = res["rc"] == 0 and bool(lines) and res.get("ok", False)
+    return finish(res)
+
+
 STEPS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "triton_tests": triton_tests,
     "bf16_smoke": bf16_smoke,
+    "event_runtime": event_runtime,  # before the CIFAR run, which takes what is left of the budget
     "neurons": neurons,
     "train_step": train_step,
     "train_step_sj_torch": train_step_sj_torch,
@@ -224,6 +238,36 @@ def smoke(device_name: str) -> dict[str, Any]:
             "train_samples_per_s": round(record["train_samples_per_s"], 1)}
 
 
+def event_smoke(device_name: str) -> dict[str, Any]:
+    """SD-SNN's convnet converted; the event runtime on ``device_name`` per method vs the dense executor."""
+    import torch
+
+    from spikeforge.models.sdsnn import sdsnn_convnet
+    from spikeforge.neurons import NeuronConfig
+    from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
+    from spikeforge.runtime import EventRuntime
+
+    torch.manual_seed(0)
+    neuron = NeuronConfig(kind="if", threshold=0.5, reset="soft", backend="reference")
+    graph = convert_model(sdsnn_convnet(num_classes=10, in_channels=1, input_size=28, neuron=neuron).eval(),
+                          InputSpec((1, 28, 28), EVENT_STEPS))
+    x = (torch.rand(EVENT_STEPS, EVENT_BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+         < EVENT_RATE).double()
+    ref = ConvertedModel(graph)(x)
+
+    def counts(rep: Any) -> list[tuple[int, int]]:
+        return [(c.events, c.accumulations) for c in rep.layers]
+
+    cpu = counts(EventRuntime(graph).run(x)[1])
+    methods = {}
+    for method in ("auto", "csr", "scatter", "dense"):
+        y, rep = EventRuntime(graph, device=device_name, method=method).run(x)
+        methods[method] = {"max_abs_diff": float((y.cpu() - ref).abs().max()), "counts_equal_cpu": counts(rep) == cpu,
+                           "layers": {c.name: [c.method, c.events] for c in rep.layers}}
+    ok = all(m["max_abs_diff"] <= EVENT_TOLERANCE and m["counts_equal_cpu"] for m in methods.values())
+    return {"ok": ok, "device": device_name, "methods": methods}
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -252,9 +296,13 @@ def main() -> int:
     ap.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS))
     ap.add_argument("--setup", default=None, help="JSON file with the shell wrapper's setup record")
     ap.add_argument("--smoke", default=None, help=argparse.SUPPRESS)  # internal: run the smoke test
+    ap.add_argument("--event-smoke", default=None, help=argparse.SUPPRESS)  # internal: the event runtime check
     args = ap.parse_args()
     if args.smoke:
         print("SMOKE " + json.dumps(smoke(args.smoke)), flush=True)
+        return 0
+    if args.event_smoke:
+        print("EVENT " + json.dumps(event_smoke(args.event_smoke)), flush=True)
         return 0
     import torch
 

@@ -47,7 +47,10 @@ def test_reduced_mode_runs_every_step(tmp_path: Path) -> None:
     assert rc == 0 and report["ok"], json.dumps(report, indent=1)[-3000:]
     assert report["mode"] == "cpu-reduced" and report["triton_auto_ready"] is False
     assert set(steps) == {"triton_tests", "bf16_smoke", "neurons", "train_step", "train_step_sj_torch",
-                          "cifar10_resnet19"}
+                          "cifar10_resnet19", "event_runtime"}
+    events = steps["event_runtime"]
+    assert events["ok"] and set(events["methods"]) == {"auto", "csr", "scatter", "dense"}
+    assert all(m["counts_equal_cpu"] and m["max_abs_diff"] <= 1e-9 for m in events["methods"].values())
     assert "CUDA" in steps["train_step_sj_torch"]["skipped"]
     smoke = steps["bf16_smoke"]
     assert smoke["backends"]["fused"]["spikes_equal_fp32_reference"]
