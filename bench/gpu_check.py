@@ -109,13 +109,22 @@ def triton_tests(ctx: Context) -> dict[str, Any]:
     return finish(res)
 
 
-def bf16_smoke(ctx: Context) -> dict[str, Any]:
-    res = run(ctx, [ctx.python, str(Path(__file__)), "--smoke", ctx.device], 120)
-    lines = [ln for ln in res["_output"].splitlines() if ln.startswith("SMOKE ")]
+def _checked(ctx: Context, flag: str, prefix: str) -> dict[str, Any]:
+    """This script re-run with ``flag`` (an in-process check) in a subprocess; its ``prefix`` JSON line merged in."""
+    res = run(ctx, [ctx.python, str(Path(__file__)), flag, ctx.device], 120)
+    lines = [ln for ln in res["_output"].splitlines() if ln.startswith(prefix)]
     if lines:
-        res.update(json.loads(lines[-1][len("SMOKE "):]))
+        res.update(json.loads(lines[-1][len(prefix):]))
     res["ok"] = res["rc"] == 0 and bool(lines) and res.get("ok", False)
     return finish(res)
+
+
+def bf16_smoke(ctx: Context) -> dict[str, Any]:
+    return _checked(ctx, "--smoke", "SMOKE ")
+
+
+def event_runtime(ctx: Context) -> dict[str, Any]:
+    return _checked(ctx, "--event-smoke", "EVENT ")
 
 
 def _bench(ctx: Context, script: str, args: list[str], cap_s: float, **env: str) -> dict[str, Any]:
@@ -173,15 +182,6 @@ def cifar10_resnet19(ctx: Context) -> dict[str, Any]:
         res["final_test_accuracy"] = records[-1]["test_accuracy"]
     res["completed"] = res["rc"] == 0
     res["ok"] = res["completed"] or (res["rc"] is None and bool(records))  # stopped by the budget: expected
-    return finish(res)
-
-
-def event_runtime(ctx: Context) -> dict[str, Any]:
-    res = run(ctx, [ctx.python, str(Path(__file__)), "--event-smoke", ctx.device], 120)
-    lines = [ln for ln in res["_output"].splitlines() if ln.startswith("EVENT ")]
-    if lines:
-        res.update(json.loads(lines[-1][len("EVENT "):]))
-    res["ok"] = res["rc"] == 0 and bool(lines) and res.get("ok", False)
     return finish(res)
 
 
