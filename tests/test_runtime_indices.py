@@ -121,6 +121,6 @@ def test_batched_sources_are_safe_from_threads() -> None:
     geom = conv_geometry((6, 7), (3, 3), [1, 1], [1, 1], [1, 1], torch.device("cpu"))
     sizes = [1 + (i % 13) for i in range(200)]  # more sizes than the cache keeps: it is cleared meanwhile
     with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda n: geom.batched(n, "numpy"), sizes))
+        got = list(pool.map(geom.batched, sizes))
     for n, src in zip(sizes, got, strict=True):
-        assert isinstance(src, np.ndarray) and src.shape == (n * 6 * 7 * 9,) and int(src.max()) == n * 42
+        assert src.shape == (n * 6 * 7 * 9,) and int(src.max()) == n * 42

@@ -50,7 +50,7 @@ from ..reparam.ops import (
     unit_accumulations,
 )
 from ..reparam.synapse import FoldedSynapse, folded
-from .indices import ConvGeometry, builder_for, conv_geometry
+from .indices import ConvGeometry, IndexBuilder, builder_for, conv_geometry
 from .kernels import event_conv, event_linear, weight_tiles
 from .report import LayerCount, RuntimeReport
 
@@ -211,11 +211,12 @@ class EventRuntime:
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
         flat = xb  # the events as bool from here on (the dense method converts them back)
-        events = builder_for(flat.device, self.config.indices).count(flat)
+        build = builder_for(flat.device, self.config.indices)
+        events = build.count(flat)
         count.events += events
         density = events / max(flat.numel(), 1)
         method = self.choose(node, lay, density, self._dense_macs(node, lay, flat))
-        y, acc = self._run_binary(node, lay, flat, method, events, density)
+        y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
         count.used(method)
@@ -229,11 +230,10 @@ class EventRuntime:
         return int(flat.shape[0]) * per_row
 
     def _run_binary(self, node: Node, lay: _Layer, flat: torch.Tensor, method: str,
-                    events: int, density: float) -> tuple[torch.Tensor, int]:
+                    events: int, density: float, build: IndexBuilder) -> tuple[torch.Tensor, int]:
         f = lay.syn
         kernel = {METHOD_SPARSE: "csr", METHOD_INT: "scatter"}.get(method, method)
         integer = method == METHOD_INT
-        build = builder_for(flat.device, self.config.indices)
         rows = lay.int_rows if integer else lay.rows
         bias = lay.int_bias if integer else f.bias
         assert rows is not None
@@ -257,29 +257,24 @@ class EventRuntime:
         y, acc = run(flat) if kernel == "dense" else self._in_parts(run, flat)
         return (y.to(F64) if integer else y), acc
 
-    def _threads(self, blocks: int, flat: torch.Tensor) -> ThreadPoolExecutor | None:
-        """The pool for ``blocks`` independent blocks of work (``None``: run them on this thread)."""
-        threads = min(self.config.threads or torch.get_num_threads(), blocks)
-        if threads <= 1 or flat.device.type != "cpu":
-            return None
-        if self._pool is None or self._pool_size != threads:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
-        return self._pool
-
     def _in_parts(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
                   flat: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``run`` on row blocks (images) of ``flat`` in parallel threads — the index lists and the sparse
         product of each block; numpy and torch release the GIL — or on all rows at once (one thread, few rows)."""
-        pool = self._threads(flat.shape[0] // max(self.config.min_rows_per_thread, 1), flat)
-        if pool is None:
+        blocks = flat.shape[0] // max(self.config.min_rows_per_thread, 1)
+        threads = min(self.config.threads or torch.get_num_threads(), blocks)
+        if threads <= 1 or flat.device.type != "cpu":
             return run(flat)
+        if self._pool is None or self._pool_size != threads:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
+
         def block(part: torch.Tensor) -> tuple[torch.Tensor, int]:
             with torch.no_grad():  # a worker thread does not inherit the caller's grad mode
                 return run(part)
 
-        done = list(pool.map(block, flat.tensor_split(self._pool_size)))
+        done = list(self._pool.map(block, flat.tensor_split(threads)))
         return torch.cat([y for y, _ in done]), sum(a for _, a in done)
 
     def walk(self, x: torch.Tensor, neuron: NeuronFn, report: RuntimeReport) -> torch.Tensor:

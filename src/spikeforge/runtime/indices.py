@@ -44,38 +44,27 @@ class ConvGeometry:
     out_hw: tuple[int, int]
     in_hw: tuple[int, int]
     source: torch.Tensor  # [Ho·Wo, kH·kW] int64
-    _batched: dict[tuple[int | str, str], object] = field(default_factory=dict, repr=False, compare=False)
+    reads: torch.Tensor  # [H·W]: how many (output position, tap) pairs read each input position
+    _batched: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # row-block threads
 
     @property
     def taps(self) -> int:
         return int(self.source.shape[1])
 
-    def reads_per_position(self) -> torch.Tensor:
-        """``[H·W]``: how many (output position, tap) pairs read each input position (cached)."""
-        with self._lock:
-            reads = self._batched.get(("reads", ""))
-            if reads is None:
-                h, w = self.in_hw
-                reads = self._batched[("reads", "")] = torch.bincount(self.source[self.source >= 0],
-                                                                      minlength=h * w)
-        assert isinstance(reads, torch.Tensor)
-        return reads
-
-    def batched(self, n: int, kind: str) -> object:
+    def batched(self, n: int) -> torch.Tensor:
         """``source`` for ``n`` images, flattened ``[n·Ho·Wo·K]``, as input positions of the whole
         batch (``m·H·W + q``); outside taps read the sentinel position ``n·H·W``. Cached per ``n``
         (a few sizes: the thread blocks of one batch differ by at most one image)."""
-        key = (n, kind)
         with self._lock:
-            src = self._batched.get(key)
+            src = self._batched.get(n)
             if src is None:
                 hw = self.in_hw[0] * self.in_hw[1]
-                t = self.source[None] + (torch.arange(n, device=self.source.device) * hw)[:, None, None]
-                t = torch.where(self.source[None] >= 0, t, n * hw).reshape(-1)
-                if len(self._batched) > BATCH_SIZES_KEPT:
-                    self._batched = {k: v for k, v in self._batched.items() if k[1] == ""}
-                src = self._batched[key] = t.numpy() if kind == "numpy" else t
+                src = self.source[None] + (torch.arange(n, device=self.source.device) * hw)[:, None, None]
+                src = torch.where(self.source[None] >= 0, src, n * hw).reshape(-1)
+                if len(self._batched) >= BATCH_SIZES_KEPT:
+                    self._batched = {}
+                self._batched[n] = src
         return src
 
 
@@ -93,7 +82,7 @@ def conv_geometry(in_hw: tuple[int, int], kernel: tuple[int, int], stride: list[
     xx = ox * stride[1] - padding[1] + j * dilation[1]
     inside = (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
     source = torch.where(inside, y * w + xx, -1).reshape(ho * wo, kh * kw)
-    return ConvGeometry((ho, wo), (h, w), source)
+    return ConvGeometry((ho, wo), (h, w), source, torch.bincount(source[source >= 0], minlength=h * w))
 
 
 def as_bool(x: torch.Tensor) -> torch.Tensor:
@@ -155,8 +144,7 @@ class NumpyBuilder:
         pos, ch = np.divmod(flat_events(_channels_last(xb).numpy()), c)
         count = np.bincount(pos, minlength=positions + 1)  # + the sentinel position (count 0)
         start = np.cumsum(count) - count
-        src = geom.batched(n, "numpy")
-        assert isinstance(src, np.ndarray)
+        src = geom.batched(n).numpy()
         lens = count.take(src)
         crow = np.zeros(lens.size // k + 1, dtype=np.int64)
         np.cumsum(lens.reshape(-1, k).sum(1), out=crow[1:])
@@ -184,9 +172,7 @@ class TorchBuilder:
         pos, ch = _channels_last(xb).nonzero(as_tuple=True)
         count = torch.bincount(pos, minlength=positions + 1)
         start = count.cumsum(0) - count
-        src = geom.batched(n, "torch")
-        assert isinstance(src, torch.Tensor)
-        src = src.to(dev)
+        src = geom.batched(n).to(dev)
         lens = count[src]
         crow = F.pad(lens.reshape(-1, k).sum(1).cumsum(0), (1, 0))
         nnz = int(crow[-1])

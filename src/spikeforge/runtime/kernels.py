@@ -128,7 +128,7 @@ def conv_pair_count(xb: torch.Tensor, geom: ConvGeometry) -> int:
     """``#(event, tap) pairs reaching an output`` without building them (for the dense method)."""
     n, _, h, w = xb.shape
     per_pos = xb.sum(1, dtype=torch.int64).reshape(n, h * w).sum(0)  # events per input position
-    return int((per_pos * geom.reads_per_position().to(per_pos.device)).sum())  # no int64 dot on CUDA
+    return int((per_pos * geom.reads.to(per_pos.device)).sum())  # no int64 dot on CUDA
 
 
 def event_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bias_map: torch.Tensor | None,
