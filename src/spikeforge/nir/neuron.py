@@ -26,6 +26,7 @@ a graph that steps through time one step per call passes the same carry each ste
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,15 @@ class _MultiSpike(torch.autograd.Function):
         return g * ctx.surrogate.derivative(h - ctx.theta), None, None, None
 
 
+def carried(run: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+            x_seq: torch.Tensor, carry: Carry | None) -> torch.Tensor:
+    """``run(x_seq, v0)`` from the carried state (rest when there is none), its last state carried on."""
+    out, v = run(x_seq, None if carry is None else carry.value)
+    if carry is not None:
+        carry.value = v
+    return out
+
+
 class NirNeuron(SpikingNeuron):
     """A spiking NIR neuron (IF / LIF / Threshold) on the functional core (see the module docstring)."""
 
@@ -166,10 +176,7 @@ class NirNeuron(SpikingNeuron):
         return torch.stack(spikes), v
 
     def forward(self, x_seq: torch.Tensor, carry: Carry | None = None) -> torch.Tensor:
-        spikes, v = self.run(x_seq, None if carry is None else carry.value)
-        if carry is not None:
-            carry.value = v
-        return spikes
+        return carried(self.run, x_seq, carry)
 
     def extra_repr(self) -> str:
         cap = "" if self.max_spikes is None else f", max_spikes={self.max_spikes:g}"
@@ -193,10 +200,7 @@ class Integrator(nn.Module):
         return torch.stack(out), v
 
     def forward(self, x_seq: torch.Tensor, carry: Carry | None = None) -> torch.Tensor:
-        out, v = self.run(x_seq, None if carry is None else carry.value)
-        if carry is not None:
-            carry.value = v
-        return out
+        return carried(self.run, x_seq, carry)
 
 
 class CubaNeuron(nn.Module):
