@@ -17,6 +17,7 @@ prints one JSON object instead of markdown.
 
     python bench/event_runtime.py [--model mlp sdsnn cifar] [--hidden 2048] [--width 0.25] [--batch 32]
                                   [--time-steps 4] [--repeats 3] [--rates 0.005 0.01 ...] [--threads N]
+                                  [--kernel auto|native|torch]
                                   [--layers] [--stream-steps 1000] [--json]
 """
 
@@ -44,7 +45,7 @@ from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
 from spikeforge.reparam.executor import module_key
 from spikeforge.reparam.graph import ConvertedGraph
 from spikeforge.reparam.ops import neuron_op
-from spikeforge.runtime import EventRuntime, StreamingRuntime
+from spikeforge.runtime import EventRuntime, RuntimeConfig, StreamingRuntime
 
 RATES = (0.005, 0.01, 0.02, 0.05, 0.10, 0.15, 0.30)
 SHAPES = {"mlp": (1, 28, 28), "sdsnn": (1, 28, 28), "cifar": (3, 32, 32)}
@@ -129,7 +130,7 @@ def measure(args: argparse.Namespace, model: str, net: Net, rate: float, gen: to
     graph = convert_model(net, InputSpec(shape, args.time_steps))
     x = spikes(shape, rate, args.time_steps, args.batch, gen)
     set_rates(graph, x, rate)
-    dense, runtime = ConvertedModel(graph), EventRuntime(graph)
+    dense, runtime = ConvertedModel(graph), EventRuntime(graph, config=RuntimeConfig(kernel=args.kernel))
     with torch.no_grad():
         t_dense, y_dense = timed(lambda: dense(x), args.repeats)
         t_event, (y_event, rep) = timed(lambda: runtime.run(x), args.repeats)
@@ -187,7 +188,7 @@ def memory_child(args: argparse.Namespace) -> None:
     shape = SHAPES[model]
     graph = convert_model(build(model, args.hidden, args.width), InputSpec(shape, steps))
     gen = torch.Generator().manual_seed(0)
-    runtime = EventRuntime(graph)
+    runtime = EventRuntime(graph, config=RuntimeConfig(kernel=args.kernel))
     step = spikes(shape, STREAM_RATE, 1, args.batch, gen)[0]
     with torch.no_grad():
         runtime.run(step[None])  # prepares the layers (weight tables), so only the run's memory is measured
@@ -259,6 +260,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
+    p.add_argument("--kernel", choices=("auto", "native", "torch"), default="auto",
+                   help="the runtime's event kernels: compiled C (native), torch/numpy, or auto (native if it builds)")
     p.add_argument("--layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--stream-steps", type=int, default=0, help="measure streaming memory over N steps (0 = skip)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -269,7 +272,7 @@ def main() -> None:
     if args.memory_child:
         memory_child(args)
         return
-    result: dict[str, Any] = {"threads": torch.get_num_threads(), "time_steps": args.time_steps,
+    result: dict[str, Any] = {"threads": torch.get_num_threads(), "kernel": args.kernel, "time_steps": args.time_steps,
                               "batch": args.batch, "repeats": args.repeats, "models": {}}
     for model in args.model:
         torch.manual_seed(0)
@@ -280,7 +283,7 @@ def main() -> None:
         if not args.json:
             size = f"hidden {args.hidden}" if model == "mlp" else f"width {args.width}" if model == "cifar" else ""
             print(f"\nmodel {model} {size}, T = {args.time_steps}, batch {args.batch}, float64, "
-                  f"{torch.get_num_threads()} threads, best of {args.repeats}\n")
+                  f"{torch.get_num_threads()} threads, kernel {args.kernel}, best of {args.repeats}\n")
             print_table(rows, args.layers)
     if args.stream_steps:
         result["stream_memory"] = mem = stream_memory(args, args.model[0])

@@ -100,7 +100,7 @@ def test_cli_verify_event_runtime(run_dir: Path, tmp_path: Path, capsys: pytest.
     ev = res["event_runtime"]
     assert ev["equal"] and ev["max_abs_diff_vs_dense"] <= 1e-9 and ev["counts_match_verifier"]
     assert ev["samples"] == TEST_SAMPLES and ev["accumulations_per_sample"] == pytest.approx(res["sops"], rel=1e-12)
-    assert ev["layers"] and all(set(lay["methods"]) <= {"int", "sparse", "dense"} for lay in ev["layers"])
+    assert ev["layers"] and all(set(lay["methods"]) <= {"int", "native", "sparse", "dense"} for lay in ev["layers"])
     assert all(lay["seconds"] > 0 and lay["events"] <= lay["inputs"] for lay in ev["layers"])
     assert res["peak_rss_mb"] > 0 and ev["dense_seconds"] > 0 and ev["event_seconds"] > 0
     assert main(["verify", str(out), "--event", "--no-snn", "--limit", "10"]) == 0

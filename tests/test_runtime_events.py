@@ -139,12 +139,12 @@ def test_every_method_equals_dense_with_equal_counts(name: str, factor: float) -
     x = random_input(shape, seed=11)
     dense = ConvertedModel(graph)(x)
     reports = {}
-    for method in ("auto", *METHODS):
+    for method in ("auto", "native", *METHODS):
         out, reports[method] = EventRuntime(graph, method=method).run(x)
         torch.testing.assert_close(out, dense, rtol=0, atol=TOL)
     counts = {m: [(c.accumulations, c.macs, c.events) for c in r.layers] for m, r in reports.items()}
     assert all(v == counts["auto"] for v in counts.values())
-    assert all(reports[m].unit_events == reports["auto"].unit_events for m in METHODS)
+    assert all(reports[m].unit_events == reports["auto"].unit_events for m in ("native", *METHODS))
     assert {c.method for c in reports["dense"].layers} <= {"dense", "analog"}
 
 
@@ -153,15 +153,15 @@ def test_auto_picks_by_density_crossover() -> None:
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=1)
     everywhere = RuntimeConfig(linear_crossover=1.0, conv_crossover=1.0, linear_full_outputs=1, conv_full_width=1,
-                               min_sparse_channels=1,
-                               min_sparse_macs=0, linear_tile_density=0.0)
+                               min_sparse_channels=1, min_sparse_macs=0, linear_tile_density=0.0, kernel="torch")
     y_sparse, sparse = EventRuntime(graph, config=everywhere).run(x)
     torch.testing.assert_close(y_sparse, ConvertedModel(graph)(x), rtol=0, atol=TOL)  # tiled linear too
-    dense = EventRuntime(graph, config=RuntimeConfig(linear_crossover=0.0, conv_crossover=0.0)).run(x)[1]
+    never = RuntimeConfig(linear_crossover=0.0, conv_crossover=0.0, kernel="torch")
+    dense = EventRuntime(graph, config=never).run(x)[1]
     assert {c.method for c in sparse.layers} <= {"sparse", "analog"} and "sparse" in {c.method for c in sparse.layers}
     assert {c.method for c in dense.layers} <= {"dense", "analog"}
     narrow = EventRuntime(graph, config=RuntimeConfig(conv_crossover=1.0, conv_full_width=1, min_sparse_macs=0,
-                                                      min_sparse_channels=10**6)).run(x)[1]
+                                                      min_sparse_channels=10**6, kernel="torch")).run(x)[1]
     ops = {n.name: n.op for n in graph.synaptic()}
     assert all(c.method in ("dense", "analog") for c in narrow.layers if ops[c.name] == "conv")
 

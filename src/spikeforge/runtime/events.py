@@ -8,9 +8,14 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
     integer   weights, bias (and bias map) integer-valued and Σ|W| + |bias| < 2⁶³ per output:
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
-    sparse    input density ρ = events / inputs ≤ crossover(op) (scaled down for narrow layers: linear by
-              O / linear_full_outputs, conv by C_in·C_out / conv_full_width, each at most 1), dense product
-              ≥ min_sparse_macs and (conv) input channels ≥ min_sparse_channels: ``csr`` (events × weights)
+    native    on CPU, with the compiled kernels (:mod:`spikeforge.runtime.native`, ``RuntimeConfig.kernel``):
+              input density ρ = events / inputs ≤ the native crossover of the op (``native_*`` fields), or
+              a small linear layer (dense product < native_small_macs) at any density. Integer layers
+              use the int64 variant of the same kernels (still reported as ``int``).
+    sparse    without them (``kernel = "torch"``, a GPU, or no C compiler): ρ ≤ crossover(op) (scaled
+              down for narrow layers: linear by O / linear_full_outputs, conv by C_in·C_out / conv_full_width,
+              each at most 1), dense product ≥ min_sparse_macs and (conv) input channels ≥
+              min_sparse_channels: ``csr`` (events × weights)
     dense     otherwise: ``F.linear`` / ``F.conv2d`` on the binary input (the accumulations are
               still counted from the events)
     analog    a non-binary input (the analog first layer): dense, counted as MACs
@@ -31,9 +36,10 @@ as the dense executor runs them, their events counted as
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +56,7 @@ from ..reparam.ops import (
     unit_accumulations,
 )
 from ..reparam.synapse import FoldedSynapse, folded
+from . import native as native_kernels
 from .indices import ConvGeometry, IndexBuilder, builder_for, conv_geometry
 from .kernels import event_conv, event_linear, weight_tiles
 from .report import LayerCount, RuntimeReport
@@ -57,6 +64,8 @@ from .report import LayerCount, RuntimeReport
 F64 = torch.float64
 INT_ACC_LIMIT = 2**62  # an int64 accumulator holds Σ|W| + |bias| below this with room to spare
 METHOD_INT, METHOD_SPARSE, METHOD_DENSE, METHOD_ANALOG = "int", "sparse", "dense", "analog"
+METHOD_NATIVE = "native"  # the compiled C kernels (float64 events; integer layers keep the name "int")
+KERNELS = ("auto", "native", "torch")
 NeuronFn = Callable[[Node, torch.Tensor], torch.Tensor]  # (node, membrane input [T, B, ...]) -> spikes
 
 
@@ -64,11 +73,13 @@ NeuronFn = Callable[[Node, torch.Tensor], torch.Tensor]  # (node, membrane input
 class RuntimeConfig:
     """How the runtime chooses a method per synaptic node and call (see the module docstring).
 
-    ``method``: ``"auto"`` (integer, else sparse/dense by density), or force ``"csr"``,
-    ``"scatter"`` or ``"dense"`` for every binary layer (float64).
+    ``method``: ``"auto"`` (integer, else native/sparse/dense by density), or force ``"native"``,
+    ``"csr"``, ``"scatter"`` or ``"dense"`` for every binary layer (float64).
     """
 
     method: str = "auto"
+    kernel: str = "auto"  # the event kernels on CPU: auto (the compiled C kernels of runtime/native.py when
+    # they build, else torch/numpy, with a warning), native (required: an error if they do not build), torch
     linear_crossover: float = 0.12  # sparse up to this input density (measured: 784…8192 → 128…2048, T·B = 128)
     conv_crossover: float = 0.20  # measured: 3×3 and folded 4×4/2 convs, 15…128 channels, T·B = 128
     linear_full_outputs: int = 64  # a linear layer with fewer outputs O has its crossover scaled by O / this:
@@ -84,6 +95,18 @@ class RuntimeConfig:
     # (0: torch.get_num_threads(); linear layers run as one block: torch's sparse product is threaded already)
     min_rows_per_thread: int = 16  # rows (T·B) per block at least; fewer rows run on one thread
     indices: str = "auto"  # how event lists are built: auto (numpy on CPU, torch elsewhere), numpy, torch
+    # The compiled kernels' crossovers (measured with 1 and 2 threads, T·B = 128, against the float64 dense
+    # product; `bench/event_runtime.py`): linear up to native_linear_crossover, scaled by √(rows/F) for layers
+    # with more inputs F than native_linear_rows (a tile of 64 columns of Wᵀ then no longer stays in cache:
+    # 8192 → 128 at 20 % 0.57×); conv up to native_conv_crossover scaled by √(C_in·C_out / native_conv_full_width)
+    # when below it (few weights per event: a 1 → 15-channel conv is at par at 5 % on 2 threads, 0.6× at 30 %)
+    native_linear_crossover: float = 0.25  # 784…2048 → 10…2048: 1.04–1.71× dense at 20–30 %
+    native_linear_rows: int = 2048
+    native_conv_crossover: float = 0.30  # C_in·C_out ≥ 512: 1.5–5× dense at 30 %
+    native_conv_full_width: int = 512
+    native_conv_min_crossover: float = 0.12  # but at least this (the scatter kernel: 1 → 15 channels 1.1× at 10 %)
+    native_small_macs: int = 1 << 20  # a linear call whose dense product is smaller runs compiled at any density
+    # (128…300 → 10 at 50 %: 1.0–1.04× dense; its events are then counted by the kernel, not before it)
 
 
 @dataclass
@@ -98,6 +121,14 @@ class _Layer:
     int_bias_map: torch.Tensor | None = None
     geom: ConvGeometry | None = None
     tiles: list[torch.Tensor] | None = None  # linear: column tiles of Wᵀ for the sparse product
+    native: dict[bool, native_kernels.TiledWeights] = field(default_factory=dict)  # by integer: the C kernels' tiles
+
+    def native_weights(self, integer: bool) -> native_kernels.TiledWeights:
+        if integer not in self.native:
+            rows, bias = (self.int_rows, self.int_bias) if integer else (self.rows, self.syn.bias)
+            assert rows is not None
+            self.native[integer] = native_kernels.tiled(rows.reshape(-1, rows.shape[-1]), bias)
+        return self.native[integer]
 
 
 def _integral(t: torch.Tensor | None) -> bool:
@@ -142,6 +173,37 @@ class EventRuntime:
         self._ops = {n.name: n.op for n in graph.nodes}
         self._pool: ThreadPoolExecutor | None = None  # the threads of the sparse products (made on first use)
         self._pool_size = 0
+        self._native: dict[str, bool] = {}  # by device type: whether the compiled kernels run there
+        if self.config.kernel not in KERNELS:
+            raise ValueError(f"event kernel must be one of {', '.join(KERNELS)}, got {self.config.kernel!r}")
+
+    def native_on(self, device: torch.device) -> bool:
+        """Whether the compiled kernels run this layer call: on CPU, unless ``kernel = "torch"``; a build
+        failure is an error for ``kernel = "native"``, a warning (once per process) and the torch kernels
+        for ``"auto"``."""
+        known = self._native.get(device.type)
+        if known is not None:
+            return known
+        self._native[device.type] = on = self._native_check(device)
+        return on
+
+    def _native_check(self, device: torch.device) -> bool:
+        kernel = self.config.kernel
+        if kernel == "torch" or self.config.method not in ("auto", METHOD_NATIVE):
+            return False
+        if device.type != "cpu":
+            if kernel == "native" or self.config.method == METHOD_NATIVE:
+                raise ValueError(f"the compiled event kernels run on the CPU, not on {device}")
+            return False
+        try:
+            native_kernels.load()
+        except native_kernels.NativeUnavailable as err:
+            if kernel == "native" or self.config.method == METHOD_NATIVE:
+                raise
+            if not _warned_native:
+                _warn_native(err)
+            return False
+        return True
 
     @property
     def method(self) -> str:
@@ -168,8 +230,8 @@ class EventRuntime:
             self._layers[key] = lay
         return self._layers[key]
 
-    def choose(self, node: Node, lay: _Layer, density: float, dense_macs: int) -> str:
-        """The method for one call: ``int``, ``sparse`` or ``dense`` (binary input)."""
+    def choose(self, node: Node, lay: _Layer, density: float, dense_macs: int, native: bool = False) -> str:
+        """The method for one call: ``int``, ``native``, ``sparse`` or ``dense`` (binary input)."""
         cfg = self.config
         if cfg.method != "auto":
             return cfg.method
@@ -177,6 +239,13 @@ class EventRuntime:
             return METHOD_INT
         w = lay.syn.weight
         outputs, fan_in = int(w.shape[0]), int(w.shape[1])
+        if native:
+            if node.op == "linear":
+                crossover = cfg.native_linear_crossover * min(1.0, (cfg.native_linear_rows / fan_in) ** 0.5)
+            else:
+                width = min(1.0, fan_in * outputs / cfg.native_conv_full_width)
+                crossover = max(cfg.native_conv_min_crossover, cfg.native_conv_crossover * width**0.5)
+            return METHOD_NATIVE if density <= crossover else METHOD_DENSE
         if node.op == "linear":
             crossover = cfg.linear_crossover * min(1.0, outputs / cfg.linear_full_outputs)
         else:
@@ -211,12 +280,22 @@ class EventRuntime:
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
         flat = xb  # the events as bool from here on (the dense method converts them back)
-        build = builder_for(flat.device, self.config.indices)
-        events = build.count(flat)
+        native = self.native_on(flat.device)
+        dense_macs = self._dense_macs(node, lay, flat)
+        if native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
+                and dense_macs < self.config.native_small_macs:  # the kernel counts the events itself
+            y, acc = self._run_native(node, lay, flat, False)
+            method, events = METHOD_NATIVE, acc // int(f.weight.shape[0])
+        else:
+            build = builder_for(flat.device, self.config.indices)
+            events = build.count(flat)
+            density = events / max(flat.numel(), 1)
+            method = self.choose(node, lay, density, dense_macs, native)
+            if native and method in (METHOD_NATIVE, METHOD_INT):
+                y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
+            else:
+                y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.events += events
-        density = events / max(flat.numel(), 1)
-        method = self.choose(node, lay, density, self._dense_macs(node, lay, flat))
-        y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
         count.used(method)
@@ -257,24 +336,53 @@ class EventRuntime:
         y, acc = run(flat) if kernel == "dense" else self._in_parts(run, flat)
         return (y.to(F64) if integer else y), acc
 
+    def _threads(self) -> int:
+        return max(1, self.config.threads or torch.get_num_threads())
+
+    def _pool_of(self, threads: int) -> ThreadPoolExecutor | None:
+        """The runtime's worker threads (``threads`` of them; made on first use, remade when that changes)."""
+        if threads <= 1:
+            return None
+        if self._pool is None or self._pool_size != threads:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
+        return self._pool
+
+    def _run_native(self, node: Node, lay: _Layer, flat: torch.Tensor, integer: bool) -> tuple[torch.Tensor, int]:
+        """One call through the compiled kernels (float64, or int64 for an integer layer)."""
+        weights = lay.native_weights(integer)
+        threads = self._threads()
+        pool = self._pool_of(threads)
+        if node.op == "linear":
+            y, events = native_kernels.linear(flat, weights, threads, pool)
+            return (y.to(F64) if integer else y), events * weights.outputs
+        f = lay.syn
+        hw = (int(flat.shape[2]), int(flat.shape[3]))
+        if lay.geom is None or lay.geom.in_hw != hw:
+            lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
+                                     f.padding, f.dilation, flat.device)
+        y, pairs = native_kernels.conv(flat, weights, lay.geom, threads, pool)
+        bias_map = lay.int_bias_map if integer else f.bias_map
+        if bias_map is not None:
+            y = y + bias_map
+        return (y.to(F64) if integer else y), pairs * weights.outputs
+
     def _in_parts(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
                   flat: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``run`` on row blocks (images) of ``flat`` in parallel threads — the index lists and the sparse
         product of each block; numpy and torch release the GIL — or on all rows at once (one thread, few rows)."""
         blocks = flat.shape[0] // max(self.config.min_rows_per_thread, 1)
-        threads = min(self.config.threads or torch.get_num_threads(), blocks)
-        if threads <= 1 or flat.device.type != "cpu":
+        threads = min(self._threads(), blocks)
+        pool = self._pool_of(threads)
+        if pool is None or flat.device.type != "cpu":
             return run(flat)
-        if self._pool is None or self._pool_size != threads:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
 
         def block(part: torch.Tensor) -> tuple[torch.Tensor, int]:
             with torch.no_grad():  # a worker thread does not inherit the caller's grad mode
                 return run(part)
 
-        done = list(self._pool.map(block, flat.tensor_split(threads)))
+        done = list(pool.map(block, flat.tensor_split(threads)))
         return torch.cat([y for y, _ in done]), sum(a for _, a in done)
 
     def walk(self, x: torch.Tensor, neuron: NeuronFn, report: RuntimeReport) -> torch.Tensor:
@@ -317,6 +425,17 @@ class EventRuntime:
         report = RuntimeReport(samples=int(x.shape[1]), time_steps=int(x.shape[0]))
         out = self.walk(x, lambda n, h: neuron_op(h, n.attrs, torch.bool), report)
         return out, report
+
+
+_warned_native = False
+
+
+def _warn_native(err: Exception) -> None:
+    global _warned_native
+    _warned_native = True
+    warnings.warn(f"spikeforge event runtime: the compiled kernels are unavailable ({err}); running the "
+                  "torch/numpy kernels (same results, slower; RuntimeConfig(kernel='torch') says so explicitly)",
+                  RuntimeWarning, stacklevel=3)
 
 
 def run_events(graph: ConvertedGraph, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:

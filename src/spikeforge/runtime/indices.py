@@ -46,11 +46,35 @@ class ConvGeometry:
     source: torch.Tensor  # [Ho·Wo, kH·kW] int64
     reads: torch.Tensor  # [H·W]: how many (output position, tap) pairs read each input position
     _batched: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    _source32: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _inverse32: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # row-block threads
 
     @property
     def taps(self) -> int:
         return int(self.source.shape[1])
+
+    def source32(self) -> torch.Tensor:
+        """``source`` as contiguous int32 on the CPU (the compiled kernels' table), made once."""
+        with self._lock:
+            if self._source32 is None:
+                self._source32 = self.source.to("cpu", torch.int32).contiguous()
+        return self._source32
+
+    def inverse32(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``source`` read backwards, int32 on the CPU, made once: ``(ptr [H·W + 1], pairs [reads, 2])`` —
+        the ``(output position, tap)`` pairs reading input position ``q`` are ``pairs[ptr[q]:ptr[q + 1]]``."""
+        with self._lock:
+            if self._inverse32 is None:
+                src = self.source.cpu()
+                r, k = (src >= 0).nonzero(as_tuple=True)
+                q = src[r, k]
+                order = torch.argsort(q, stable=True)
+                hw = self.in_hw[0] * self.in_hw[1]
+                ptr = F.pad(torch.bincount(q, minlength=hw).cumsum(0), (1, 0))
+                pairs = torch.stack([r[order], k[order]], 1)
+                self._inverse32 = (ptr.to(torch.int32).contiguous(), pairs.to(torch.int32).contiguous())
+        return self._inverse32
 
     def batched(self, n: int) -> torch.Tensor:
         """``source`` for ``n`` images, flattened ``[n·Ho·Wo·K]``, as input positions of the whole

@@ -1,0 +1,241 @@
+/* Event-driven accumulation kernels of spikeforge's event runtime (compiled on first use, loaded with ctypes).
+ *
+ * Every kernel reads binary spikes as bytes (a torch bool tensor: 0 or 1) and adds one weight row per
+ * event: no multiplication, and for the int64 variants exact integer sums. The weights come tiled:
+ * `tiles[t, i, 0..TW)` = columns t*TW .. t*TW+TW-1 of weight row i (zero-padded past O), so the rows one
+ * tile sums are contiguous and its TW accumulators stay in registers (TW = 8, 16, 32 or 64).
+ *
+ * linear  out[r, j] = bias[j] + sum_{i : x[r, i]} W^T[i, j]               rows r < n, tiles t in [t0, t1)
+ * conv    out[m, p, j] = bias[j] + sum_k sum_{c : x[m, q, c]} table[k, c, j],   q = source[p, k] >= 0
+ *         (x channels-last [images, H*W, C]; source[p, k] the input position output position p reads
+ *          through tap k, -1 outside; the weight rows are (k, c) pairs; out channels-last [images, P, O])
+ *
+ * Both return the number of (event, output-row) pairs summed (linear: the events of the rows, conv: the
+ * (event, tap) pairs landing inside the output; times O that is the accumulations), or -1 when memory
+ * for the event lists could not be allocated. The float64 sums run in the order of the events.
+ * The callers (runtime/native.py) split the work between threads (linear: tiles; conv: images).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Eight lanes (64 bytes) per vector, GCC/Clang vector extensions: AVX-512 registers where the CPU has
+ * them, split into narrower ones where not. The _U types are the same vectors loaded unaligned. */
+#define LANES 8
+#define PREFETCH_AHEAD 4
+/* conv, per image: gather (each output position sums its taps' events in registers) or scatter (each event
+ * adds its rows into the output positions its taps reach). Scatter when the image's (event, tap) pairs are
+ * few against the gather's per-(position, tap) bookkeeping: pairs * SCATTER_PAIR_COST < P * taps *
+ * GATHER_TAP_COST (relative costs, measured). mode: 0 auto, 1 gather, 2 scatter. */
+#define MODE_AUTO 0
+#define MODE_GATHER 1
+#define MODE_SCATTER 2
+#define SCATTER_PAIR_COST 1
+#define GATHER_TAP_COST 2 /* the weight row of the event this many ahead is prefetched (linear) */
+typedef double VEC_f64 __attribute__((vector_size(64)));
+typedef double VEC_f64_U __attribute__((vector_size(64), aligned(8)));
+typedef int64_t VEC_i64 __attribute__((vector_size(64)));
+typedef int64_t VEC_i64_U __attribute__((vector_size(64), aligned(8)));
+
+#define DEFINE_INIT(T, SUFFIX)                                                                  \
+    static inline void init_##SUFFIX(VEC_##SUFFIX *acc, int n, const T *bias) {               \
+        for (int j = 0; j < n; ++j) {                                                           \
+            if (bias) acc[j] = *(const VEC_##SUFFIX##_U *)(bias + j * LANES);                 \
+            else acc[j] = (VEC_##SUFFIX){0};                                                    \
+        }                                                                                       \
+    }
+DEFINE_INIT(double, f64)
+DEFINE_INIT(int64_t, i64)
+
+/* n vectors of the bias (or zeros) stored at dst (unaligned). */
+#define DEFINE_STORE(T, SUFFIX)                                                                 \
+    static inline void store_##SUFFIX(T *dst, int n, const T *bias) {                           \
+        VEC_##SUFFIX##_U *d = (VEC_##SUFFIX##_U *)dst;                                          \
+        for (int j = 0; j < n; ++j) {                                                           \
+            if (bias) d[j] = *(const VEC_##SUFFIX##_U *)(bias + j * LANES);                   \
+            else d[j] = (VEC_##SUFFIX){0};                                                      \
+        }                                                                                       \
+    }
+DEFINE_STORE(double, f64)
+DEFINE_STORE(int64_t, i64)
+
+static inline void prefetch_row(const void *row, int64_t bytes) {
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)row + b, 0, 3);
+}
+
+/* The indices of the set bytes of x[0..len), written to idx (room for len entries); returns how many.
+ * Eight bytes at a time are skipped when all zero; within a word the scan is branch-free. */
+static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
+    int64_t k = 0, i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, x + i, 8);
+        if (!word) continue;
+        for (int b = 0; b < 8; ++b) {
+            idx[k] = (int32_t)(i + b);
+            k += x[i + b];
+        }
+    }
+    for (; i < len; ++i) {
+        idx[k] = (int32_t)i;
+        k += x[i];
+    }
+    return k;
+}
+
+/* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
+#define DEFINE_WIDTH(T, SUFFIX, TW)                                                                          \
+    static void linear_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start, int64_t n, \
+                                       int64_t f, const T *restrict tiles, int64_t o, int64_t t0, int64_t t1, \
+                                       const T *restrict bias, T *restrict out) {                            \
+        for (int64_t t = t0; t < t1; ++t) {                                                                  \
+            const T *restrict base = tiles + t * f * TW;                                                     \
+            const int64_t width = (o - t * TW) < TW ? (o - t * TW) : TW;                                     \
+            for (int64_t r = 0; r < n; ++r) {                                                                \
+                VEC_##SUFFIX acc[TW / LANES];                                                                \
+                init_##SUFFIX(acc, TW / LANES, bias ? bias + t * TW : NULL);                                 \
+                for (int64_t e = start[r]; e < start[r + 1]; ++e) {                                          \
+                    if (e + PREFETCH_AHEAD < start[r + 1])                                                   \
+                        prefetch_row(base + (int64_t)idx[e + PREFETCH_AHEAD] * TW, sizeof(T) * TW);          \
+                    const VEC_##SUFFIX##_U *row = (const VEC_##SUFFIX##_U *)(base + (int64_t)idx[e] * TW);   \
+                    for (int j = 0; j < TW / LANES; ++j) acc[j] += row[j];                                   \
+                }                                                                                            \
+                memcpy(out + r * o + t * TW, acc, sizeof(T) * (size_t)width);                                \
+            }                                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+                                                                                                             \
+    static int64_t conv_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,          \
+                                        const int32_t *restrict source, int64_t p, int64_t taps, int64_t c,  \
+                                        const T *restrict tiles, int64_t o, const T *restrict bias,          \
+                                        T *restrict out) {                                                   \
+        const int64_t n_tiles = (o + TW - 1) / TW;                                                           \
+        int64_t pairs = 0;                                                                                   \
+        for (int64_t r = 0; r < p; ++r) {                                                                    \
+            const int32_t *restrict src = source + r * taps;                                                 \
+            for (int64_t k = 0; k < taps; ++k)                                                               \
+                if (src[k] >= 0) pairs += start[src[k] + 1] - start[src[k]];                                 \
+            for (int64_t t = 0; t < n_tiles; ++t) {                                                          \
+                const T *restrict base = tiles + t * taps * c * TW;                                          \
+                const int64_t width = (o - t * TW) < TW ? (o - t * TW) : TW;                                 \
+                VEC_##SUFFIX acc[TW / LANES];                                                                \
+                init_##SUFFIX(acc, TW / LANES, bias ? bias + t * TW : NULL);                                 \
+                for (int64_t k = 0; k < taps; ++k) {                                                         \
+                    const int32_t q = src[k];                                                                \
+                    if (q < 0) continue;                                                                     \
+                    const T *restrict tap = base + k * c * TW;                                               \
+                    for (int64_t e = start[q]; e < start[q + 1]; ++e) {                                      \
+                        const VEC_##SUFFIX##_U *row = (const VEC_##SUFFIX##_U *)(tap + (int64_t)idx[e] * TW); \
+                        for (int j = 0; j < TW / LANES; ++j) acc[j] += row[j];                               \
+                    }                                                                                        \
+                }                                                                                            \
+                memcpy(out + r * o + t * TW, acc, sizeof(T) * (size_t)width);                                \
+            }                                                                                                \
+        }                                                                                                    \
+        return pairs;                                                                                        \
+    }                                                                                                        \
+                                                                                                             \
+    static int64_t scatter_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,       \
+                                           int64_t hw, const int32_t *restrict inv_ptr,                      \
+                                           const int32_t *restrict inv, int64_t p, int64_t taps, int64_t c,  \
+                                           const T *restrict tiles, int64_t o, const T *restrict bias,       \
+                                           T *restrict acc, T *restrict out) {                               \
+        const int64_t n_tiles = (o + TW - 1) / TW, width = n_tiles * TW;                                     \
+        T *sum = width == o ? out : acc;                                                                     \
+        for (int64_t r = 0; r < p; ++r)                                                                      \
+            for (int64_t t = 0; t < n_tiles; ++t)                                                            \
+                store_##SUFFIX(sum + r * width + t * TW, TW / LANES, bias ? bias + t * TW : NULL);           \
+        int64_t pairs = 0;                                                                                   \
+        for (int64_t q = 0; q < hw; ++q) {                                                                   \
+            const int64_t e0 = start[q], e1 = start[q + 1];                                                  \
+            if (e0 == e1) continue;                                                                          \
+            pairs += (e1 - e0) * (inv_ptr[q + 1] - inv_ptr[q]);                                              \
+            for (int32_t s = inv_ptr[q]; s < inv_ptr[q + 1]; ++s) {                                          \
+                const int64_t r = inv[2 * s], k = inv[2 * s + 1];                                            \
+                for (int64_t t = 0; t < n_tiles; ++t) {                                                      \
+                    VEC_##SUFFIX##_U *a = (VEC_##SUFFIX##_U *)(sum + r * width + t * TW);                    \
+                    const T *restrict tap = tiles + (t * taps + k) * c * TW;                                 \
+                    for (int64_t e = e0; e < e1; ++e) {                                                      \
+                        const VEC_##SUFFIX##_U *row = (const VEC_##SUFFIX##_U *)(tap + (int64_t)idx[e] * TW); \
+                        for (int j = 0; j < TW / LANES; ++j) a[j] += row[j];                                 \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+        if (sum != out)                                                                                      \
+            for (int64_t r = 0; r < p; ++r) memcpy(out + r * o, sum + r * width, sizeof(T) * (size_t)o);     \
+        return pairs;                                                                                        \
+    }
+
+#define DEFINE_KERNELS(T, SUFFIX)                                                                             \
+    DEFINE_WIDTH(T, SUFFIX, 8)                                                                               \
+    DEFINE_WIDTH(T, SUFFIX, 16)                                                                              \
+    DEFINE_WIDTH(T, SUFFIX, 32)                                                                              \
+    DEFINE_WIDTH(T, SUFFIX, 64)                                                                              \
+                                                                                                             \
+    int64_t linear_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f, const T *restrict tiles,        \
+                            int64_t o, int64_t tw, int64_t t0, int64_t t1, const T *restrict bias,           \
+                            T *restrict out) {                                                               \
+        int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * f + 1));                                       \
+        int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));                                          \
+        if (!idx || !start) { free(idx); free(start); return -1; }                                           \
+        start[0] = 0;                                                                                        \
+        for (int64_t r = 0; r < n; ++r) start[r + 1] = start[r] + scan_events(x + r * f, f, idx + start[r]); \
+        switch (tw) {                                                                                        \
+        case 8: linear_##SUFFIX##_8(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                   \
+        case 16: linear_##SUFFIX##_16(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
+        case 32: linear_##SUFFIX##_32(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
+        default: linear_##SUFFIX##_64(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
+        }                                                                                                    \
+        const int64_t total = start[n];                                                                      \
+        free(idx);                                                                                           \
+        free(start);                                                                                         \
+        return total;                                                                                        \
+    }                                                                                                        \
+                                                                                                             \
+    int64_t conv_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,                  \
+                          const int32_t *restrict source, int64_t p, int64_t taps,                           \
+                          const int32_t *restrict inv_ptr, const int32_t *restrict inv,                      \
+                          const T *restrict tiles, int64_t o, int64_t tw, int64_t mode,                      \
+                          const T *restrict bias, T *restrict out) {                                         \
+        const int64_t width = (o + tw - 1) / tw * tw;                                                        \
+        int32_t *idx = malloc(sizeof(int32_t) * (size_t)(hw * c + 1));                                      \
+        int64_t *start = malloc(sizeof(int64_t) * (size_t)(hw + 1));                                         \
+        T *acc = malloc(sizeof(T) * (size_t)(p * width));                                                    \
+        if (!idx || !start || !acc) { free(idx); free(start); free(acc); return -1; }                        \
+        int64_t pairs = 0;                                                                                   \
+        for (int64_t m = 0; m < images; ++m) {                                                               \
+            const uint8_t *xm = x + m * hw * c;                                                              \
+            T *om = out + m * p * o;                                                                         \
+            int64_t reach = 0; /* the (event, tap) pairs of this image */                                    \
+            start[0] = 0;                                                                                    \
+            for (int64_t q = 0; q < hw; ++q) {                                                               \
+                start[q + 1] = start[q] + scan_events(xm + q * c, c, idx + start[q]);                        \
+                reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]);                          \
+            }                                                                                                \
+            int scatter = mode == MODE_SCATTER ||                                                            \
+                (mode == MODE_AUTO && reach * SCATTER_PAIR_COST < p * taps * GATHER_TAP_COST);                \
+            if (scatter) {                                                                                   \
+                switch (tw) {                                                                                \
+                case 8: pairs += scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break;   \
+                case 16: pairs += scatter_##SUFFIX##_16(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                case 32: pairs += scatter_##SUFFIX##_32(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                default: pairs += scatter_##SUFFIX##_64(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                }                                                                                            \
+                continue;                                                                                    \
+            }                                                                                                \
+            switch (tw) {                                                                                    \
+            case 8: pairs += conv_##SUFFIX##_8(idx, start, source, p, taps, c, tiles, o, bias, om); break;   \
+            case 16: pairs += conv_##SUFFIX##_16(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            case 32: pairs += conv_##SUFFIX##_32(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            default: pairs += conv_##SUFFIX##_64(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            }                                                                                                \
+        }                                                                                                    \
+        free(idx);                                                                                           \
+        free(start);                                                                                         \
+        free(acc);                                                                                           \
+        return pairs;                                                                                        \
+    }
+
+DEFINE_KERNELS(double, f64)
+DEFINE_KERNELS(int64_t, i64)

@@ -1,0 +1,175 @@
+"""The compiled event kernels (runtime/native.py + csrc/events.c): exact sums, counts, threads, build failures."""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reparam_models import T, make_hybrid, random_input
+
+from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
+from spikeforge.runtime import EventRuntime, RuntimeConfig, conv_geometry, native
+from spikeforge.runtime import events as events_module
+from spikeforge.runtime.kernels import conv_pair_count
+
+TOL = 1e-10
+needs_compiler = pytest.mark.skipif(not native.available(), reason="no working C compiler here (cc/$CC): "
+                                    "the compiled kernels cannot be built, the runtime uses the torch kernels")
+
+
+def _spikes(shape: tuple[int, ...], density: float, seed: int) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < density
+
+
+@needs_compiler
+@pytest.mark.parametrize("outputs", [1, 7, 10, 16, 33, 64, 65, 130])
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.6, 1.0])
+def test_linear_equals_the_dense_product_with_the_event_count(outputs: int, density: float) -> None:
+    gen = torch.Generator().manual_seed(outputs)
+    for fan_in, bias in ((1, True), (9, False), (300, True)):
+        x = _spikes((37, fan_in), density, fan_in)
+        w = torch.randn(outputs, fan_in, dtype=torch.float64, generator=gen)
+        b = torch.randn(outputs, dtype=torch.float64, generator=gen) if bias else None
+        tiled = native.tiled(w.t().contiguous(), b)
+        with ThreadPoolExecutor(3) as pool:
+            for threads in (1, 3):
+                y, events = native.linear(x, tiled, threads, pool)
+                torch.testing.assert_close(y, F.linear(x.double(), w, b), rtol=0, atol=TOL)
+                assert events == int(x.sum())
+        assert torch.equal(native.linear(x, tiled, 1)[0], y)  # the column split does not change a sum
+
+
+@needs_compiler
+def test_int64_sums_are_exact() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = _spikes((50, 70), 0.3, 1)
+    w = torch.randint(-(2**40), 2**40, (21, 70), generator=gen)
+    b = torch.randint(-(2**40), 2**40, (21,), generator=gen)
+    y, _ = native.linear(x, native.tiled(w.t().contiguous(), b), 2, ThreadPoolExecutor(2))
+    assert y.dtype == torch.int64 and torch.equal(y, x.long() @ w.t() + b)
+    xc = _spikes((3, 4, 6, 5), 0.4, 2)
+    wc = torch.randint(-(2**40), 2**40, (9, 4, 3, 3), generator=gen)
+    geom = conv_geometry((6, 5), (3, 3), [1, 1], [1, 1], [1, 1], xc.device)
+    table = native.tiled(wc.permute(2, 3, 1, 0).reshape(-1, 9).contiguous(), None)
+    expected = F.conv2d(xc.double(), wc.double(), None, 1, 1)  # |sums| < 2⁵³ here: float64 is exact
+    for mode in native.CONV_MODES:
+        yc, _ = native.conv(xc, table, geom, mode=mode)
+        assert torch.equal(yc, expected.long())
+
+
+CONVS = [  # (C, O, H, W, kernel, stride, padding, dilation)
+    (1, 15, 9, 9, 3, 1, 1, 1), (5, 16, 8, 7, 3, 2, 1, 1), (20, 70, 6, 6, 3, 1, 0, 1), (3, 8, 10, 10, 5, 1, 2, 2),
+    (7, 3, 5, 5, 1, 1, 0, 1), (16, 64, 8, 8, 4, 2, 1, 1),
+]
+
+
+@needs_compiler
+@pytest.mark.parametrize("mode", list(native.CONV_MODES))
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
+@pytest.mark.parametrize("spec", CONVS)
+def test_conv_equals_conv2d_with_the_pair_count(spec: tuple[int, ...], density: float, mode: str) -> None:
+    c, o, h, w_, k, s, p, d = spec
+    gen = torch.Generator().manual_seed(c * o)
+    x = _spikes((5, c, h, w_), density, c + o)
+    w = torch.randn(o, c, k, k, dtype=torch.float64, generator=gen)
+    b = torch.randn(o, dtype=torch.float64, generator=gen)
+    geom = conv_geometry((h, w_), (k, k), [s, s], [p, p], [d, d], x.device)
+    table = native.tiled(w.permute(2, 3, 1, 0).reshape(-1, o).contiguous(), b)
+    expected = F.conv2d(x.double(), w, b, s, p, d)
+    with ThreadPoolExecutor(2) as pool:
+        y, pairs = native.conv(x, table, geom, 2, pool, mode)
+    torch.testing.assert_close(y, expected, rtol=0, atol=TOL)
+    assert pairs == conv_pair_count(x, geom)
+    y_cl, _ = native.conv(x.contiguous(memory_format=torch.channels_last), table, geom, 1, None, mode)
+    assert torch.equal(y_cl, y)  # channels-last spikes read in place; the image split changes no sum
+
+
+@needs_compiler
+def test_runtime_native_equals_torch_kernels_and_reports_it() -> None:
+    model, shape = make_hybrid("sdsnn", "lif_hard")
+    graph = convert_model(model, InputSpec(shape, T))
+    x = random_input(shape, seed=5)
+    out, rep = EventRuntime(graph).run(x)
+    ref, rep_torch = EventRuntime(graph, config=RuntimeConfig(kernel="torch")).run(x)
+    torch.testing.assert_close(out, ConvertedModel(graph)(x), rtol=0, atol=1e-9)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-9)
+    assert "native" in {c.method for c in rep.layers} and "native" not in {c.method for c in rep_torch.layers}
+    assert [(c.events, c.accumulations) for c in rep.layers] == [(c.events, c.accumulations) for c in rep_torch.layers]
+    one = EventRuntime(graph, config=RuntimeConfig(threads=1)).run(x)[0]
+    assert torch.equal(one, EventRuntime(graph, config=RuntimeConfig(threads=3)).run(x)[0])
+
+
+def test_an_unknown_kernel_name_is_refused() -> None:
+    model, shape = make_hybrid("mlp", "if_soft")
+    with pytest.raises(ValueError, match="event kernel must be one of auto, native, torch"):
+        EventRuntime(convert_model(model, InputSpec(shape, T)), config=RuntimeConfig(kernel="fast"))
+
+
+def test_too_many_inputs_for_int32_event_lists_is_refused() -> None:
+    huge = torch.zeros(1, dtype=torch.bool).expand(2**16, 2**15 + 1)  # no memory: a view
+    with pytest.raises(ValueError, match="int32 event lists"):
+        native.linear(huge, native.tiled(torch.zeros(2**15 + 1, 2, dtype=torch.float64), None))
+
+
+@pytest.fixture
+def fresh_native(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The compiled-kernel state of a new process, building into ``tmp_path``."""
+    monkeypatch.setattr(native, "_loaded", None)
+    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.setattr(events_module, "_warned_native", False)
+    monkeypatch.setenv(native.DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def test_without_a_compiler_auto_warns_once_and_runs_the_torch_kernels(fresh_native: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/spikeforge-cc")
+    with pytest.raises(native.NativeUnavailable, match="no C compiler: '/nonexistent/spikeforge-cc'"):
+        native.load()
+    model, shape = make_hybrid("sdsnn", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    x = random_input(shape, seed=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, rep = EventRuntime(graph).run(x)
+        EventRuntime(graph).run(x)
+    assert [str(w.message).count("compiled kernels are unavailable") for w in caught] == [1]
+    assert "native" not in {c.method for c in rep.layers}
+    torch.testing.assert_close(out, ConvertedModel(graph)(x), rtol=0, atol=1e-9)
+    with pytest.raises(native.NativeUnavailable, match="no C compiler"):
+        EventRuntime(graph, config=RuntimeConfig(kernel="native")).run(x)
+
+
+@needs_compiler
+def test_a_failed_compile_names_the_error_and_leaves_no_file(fresh_native: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    broken = tmp_path / "src" / "events.c"
+    broken.parent.mkdir()
+    broken.write_text("int64_t linear_f64(void) { return undefined_name; }\n")
+    monkeypatch.setattr(native, "SOURCE", broken)
+    with pytest.raises(native.NativeUnavailable, match=r"compiling events\.c with .* failed: .*error"):
+        native.load()
+    assert not list(fresh_native.glob("*.so")) and not list(fresh_native.glob("*.tmp"))
+
+
+@needs_compiler
+def test_the_library_is_built_once_and_reused(fresh_native: Path) -> None:
+    first = native.build()
+    stamp = first.stat().st_mtime_ns
+    assert native.build() == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in fresh_native.iterdir()] == [first.name]
+    assert native.load().path == first
+
+
+@needs_compiler
+def test_an_empty_batch_gives_empty_outputs() -> None:
+    tiled = native.tiled(torch.ones(4, 3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    y, events = native.linear(torch.zeros(0, 4, dtype=torch.bool), tiled, 2)
+    assert y.shape == (0, 3) and events == 0
+    geom = conv_geometry((3, 3), (1, 1), [1, 1], [0, 0], [1, 1], torch.device("cpu"))
+    y, pairs = native.conv(torch.zeros(0, 4, 3, 3, dtype=torch.bool), tiled, geom, 2)
+    assert y.shape == (0, 3, 3, 3) and pairs == 0
