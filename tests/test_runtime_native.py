@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,11 @@ def test_linear_equals_the_dense_product_with_the_event_count(outputs: int, dens
         w = torch.randn(outputs, fan_in, dtype=torch.float64, generator=gen)
         b = torch.randn(outputs, dtype=torch.float64, generator=gen) if bias else None
         tiled = native.tiled(w.t().contiguous(), b)
-        with ThreadPoolExecutor(3) as pool:
-            for threads in (1, 3):
-                y, events = native.linear(x, tiled, threads, pool)
-                torch.testing.assert_close(y, F.linear(x.double(), w, b), rtol=0, atol=TOL)
-                assert events == int(x.sum())
-        assert torch.equal(native.linear(x, tiled, 1)[0], y)  # the column split does not change a sum
+        for threads in (1, 3):
+            y, events = native.linear(x, tiled, threads)
+            torch.testing.assert_close(y, F.linear(x.double(), w, b), rtol=0, atol=TOL)
+            assert events == int(x.sum())
+        assert torch.equal(native.linear(x, tiled, 1)[0], y)  # the row split does not change a sum
 
 
 @needs_compiler
@@ -49,7 +47,7 @@ def test_int64_sums_are_exact() -> None:
     x = _spikes((50, 70), 0.3, 1)
     w = torch.randint(-(2**40), 2**40, (21, 70), generator=gen)
     b = torch.randint(-(2**40), 2**40, (21,), generator=gen)
-    y, _ = native.linear(x, native.tiled(w.t().contiguous(), b), 2, ThreadPoolExecutor(2))
+    y, _ = native.linear(x, native.tiled(w.t().contiguous(), b), 2)
     assert y.dtype == torch.int64 and torch.equal(y, x.long() @ w.t() + b)
     xc = _spikes((3, 4, 6, 5), 0.4, 2)
     wc = torch.randint(-(2**40), 2**40, (9, 4, 3, 3), generator=gen)
@@ -57,7 +55,7 @@ def test_int64_sums_are_exact() -> None:
     table = native.tiled(wc.permute(2, 3, 1, 0).reshape(-1, 9).contiguous(), None)
     expected = F.conv2d(xc.double(), wc.double(), None, 1, 1)  # |sums| < 2⁵³ here: float64 is exact
     for mode in native.CONV_MODES:
-        yc, _ = native.conv(xc, table, geom, mode=mode)
+        yc, _ = native.conv(xc, table, geom, 2, mode)
         assert torch.equal(yc, expected.long())
 
 
@@ -80,11 +78,10 @@ def test_conv_equals_conv2d_with_the_pair_count(spec: tuple[int, ...], density: 
     geom = conv_geometry((h, w_), (k, k), [s, s], [p, p], [d, d], x.device)
     table = native.tiled(w.permute(2, 3, 1, 0).reshape(-1, o).contiguous(), b)
     expected = F.conv2d(x.double(), w, b, s, p, d)
-    with ThreadPoolExecutor(2) as pool:
-        y, pairs = native.conv(x, table, geom, 2, pool, mode)
+    y, pairs = native.conv(x, table, geom, 2, mode)
     torch.testing.assert_close(y, expected, rtol=0, atol=TOL)
     assert pairs == conv_pair_count(x, geom)
-    y_cl, _ = native.conv(x.contiguous(memory_format=torch.channels_last), table, geom, 1, None, mode)
+    y_cl, _ = native.conv(x.contiguous(memory_format=torch.channels_last), table, geom, 1, mode)
     assert torch.equal(y_cl, y)  # channels-last spikes read in place; the image split changes no sum
 
 

@@ -270,7 +270,7 @@ class EventRuntime:
         count.inputs += flat.numel()
         spikes_only = all(self._ops[i] in SPIKING_OPS for i in node.inputs)  # binary by construction
         xb = flat if flat.dtype == torch.bool else flat.ne(0)
-        if not (xb is flat or spikes_only or torch.equal(flat, xb.to(flat.dtype))):  # analog: dense MACs
+        if not (xb is flat or spikes_only or torch.equal(xb, flat.eq(1))):  # analog: dense MACs
             count.events += int(xb.sum())
             y = F.linear(flat, f.weight, f.bias) if node.op == "linear" else \
                 F.conv2d(flat, f.weight, f.bias, f.stride, f.padding, f.dilation)
@@ -353,16 +353,15 @@ class EventRuntime:
         """One call through the compiled kernels (float64, or int64 for an integer layer)."""
         weights = lay.native_weights(integer)
         threads = self._threads()
-        pool = self._pool_of(threads)
         if node.op == "linear":
-            y, events = native_kernels.linear(flat, weights, threads, pool)
+            y, events = native_kernels.linear(flat, weights, threads)
             return (y.to(F64) if integer else y), events * weights.outputs
         f = lay.syn
         hw = (int(flat.shape[2]), int(flat.shape[3]))
         if lay.geom is None or lay.geom.in_hw != hw:
             lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
                                      f.padding, f.dilation, flat.device)
-        y, pairs = native_kernels.conv(flat, weights, lay.geom, threads, pool)
+        y, pairs = native_kernels.conv(flat, weights, lay.geom, threads)
         bias_map = lay.int_bias_map if integer else f.bias_map
         if bias_map is not None:
             y = y + bias_map

@@ -5,11 +5,14 @@ header for the sums); the float64 variants sum in the order of the events, the i
 They replace, on CPU, what costs the torch/numpy path its time at small and medium sizes: building
 index lists, a sparse-matrix object and a product per call (``bench/event_runtime.py`` compares).
 
-Build: ``$CC`` (else ``cc``) ``-O3 -march=native -shared -fPIC``, once per source, flags, compiler
-and CPU, into ``$SPIKEFORGE_NATIVE_DIR`` (else ``$XDG_CACHE_HOME/spikeforge/native`` or
-``~/.cache/spikeforge/native``), written to a temporary name and renamed, so concurrent processes
-never load half a library. Loaded with :mod:`ctypes`, which releases the GIL during a call: the
-callers split a layer between threads (linear: output columns; conv: images).
+Build: ``$CC`` (else ``cc``) ``-O3 -march=native -shared -fPIC -fopenmp``, once per source, flags,
+compiler and CPU, into ``$SPIKEFORGE_NATIVE_DIR`` (else ``$XDG_CACHE_HOME/spikeforge/native`` or
+``~/.cache/spikeforge/native``), written to a temporary name and renamed, so concurrent processes never
+load half a library; without OpenMP, then without ``-march=native``, if those fail. Loaded with
+:mod:`ctypes` (the GIL is released during a call). A call splits its rows (linear) or images (conv)
+between the threads of an OpenMP team: the library links ``libgomp.so.1``, which resolves to the one
+torch already loaded, so the kernels run on torch's own worker threads — a second thread pool would
+compete with them (GNU OpenMP workers spin for milliseconds after each parallel torch op).
 
 No compiler, or a failed build: :func:`load` raises :class:`NativeUnavailable` with one line
 saying why; the runtime (``RuntimeConfig.kernel = "auto"``) then warns once and runs the torch/numpy
@@ -27,9 +30,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -40,13 +41,15 @@ SOURCE = Path(__file__).with_name("csrc") / "events.c"
 DIR_ENV = "SPIKEFORGE_NATIVE_DIR"
 FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
 PORTABLE_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")  # tried when the compiler does not know -march=native
+OPENMP = "-fopenmp"  # tried first with each: the kernels' threads then come from the process's OpenMP runtime
+# (torch's libgomp, already loaded: no second pool of threads spinning against torch's between layers)
 BUILD_TIMEOUT_S = 120
 INT32_LIMIT = 2**31 - 1  # the kernels index events with int32
 DTYPES = {torch.float64: "f64", torch.int64: "i64"}
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_LINEAR_ARGS = [_PTR, _I64, _I64, _PTR, _I64, _I64, _I64, _I64, _PTR, _PTR]
-_CONV_ARGS = [_PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _I64, _I64, _PTR, _PTR]
+_LINEAR_ARGS = [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _I64]
+_CONV_ARGS = [_PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _I64, _I64, _PTR, _PTR, _I64]
 
 
 class NativeUnavailable(RuntimeError):
@@ -113,9 +116,9 @@ def build(directory: Path | None = None) -> Path:
         except OSError as err:
             raise NativeUnavailable(f"no folder to build the compiled event kernels in ({DIR_ENV}): {err}") from None
     errors: list[str] = []
-    for flags in (FLAGS, PORTABLE_FLAGS):
+    for flags in ((*FLAGS, OPENMP), FLAGS, (*PORTABLE_FLAGS, OPENMP), PORTABLE_FLAGS):
         key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _cpu_id(), *flags]).encode())
-        lib = directory / f"events-{key.hexdigest()[:20]}.so"
+        lib = directory / f"events-{'omp-' if OPENMP in flags else ''}{key.hexdigest()[:20]}.so"
         if lib.exists():
             return lib
         failure = _compile(cc, flags, lib)
@@ -132,6 +135,7 @@ class Kernels:
     linear: dict[torch.dtype, Callable[..., int]]
     conv: dict[torch.dtype, Callable[..., int]]
     path: Path
+    openmp: bool  # built with OpenMP: a call runs on several threads
 
 
 _lock = threading.Lock()
@@ -160,7 +164,7 @@ def load() -> Kernels:
                         fn = getattr(lib, f"{kind}_{suffix}")
                         fn.argtypes, fn.restype = args, _I64
                         fns[kind][dtype] = fn
-                _loaded = Kernels(fns["linear"], fns["conv"], path)
+                _loaded = Kernels(fns["linear"], fns["conv"], path, path.name.startswith("events-omp-"))
         if _failure is not None:
             raise _failure
         assert _loaded is not None
@@ -175,17 +179,19 @@ def available() -> bool:
     return True
 
 
-def _run(pool: ThreadPoolExecutor | None, jobs: Sequence[Callable[[], int]]) -> int:
-    """Run the C calls (on the pool's threads when more than one); the sum of their counts."""
-    if not jobs:  # no rows
-        return 0
-    counts = [job() for job in jobs] if len(jobs) == 1 or pool is None else list(pool.map(lambda job: job(), jobs))
-    if any(c < 0 for c in counts):
+def _checked(count: int) -> int:
+    if count < 0:
         raise MemoryError("the compiled event kernel could not allocate its event lists")
-    return sum(counts)
+    return count
 
 
+MIN_WORK_PER_THREAD = 1 << 19  # per thread at least (linear: rows · inputs · tiles; conv: images · (inputs +
+# outputs)); a smaller call runs on fewer threads
+# (a thread hand-off costs ≈ 50 µs here: 128 × 300 → 10 took 0.03 ms on one thread, 0.09–0.15 ms on two)
 WIDTHS = (8, 16, 32, 64)  # the tile widths the C file is compiled for
+TILE_BYTES = 1 << 20  # a tile of a layer's weight rows at most this large, if its width can shrink to fit (it stays
+# in L2 while random events read it: 7840 → 300 at 10 %, 2 threads: width 64 4.6 ms, 16 2.7 ms; 2048 → 2048: 64 best)
+MIN_WIDTH = 16  # narrower tiles cost more per event than their cache misses (measured: 8 slowest everywhere)
 
 
 @dataclass(frozen=True)
@@ -208,17 +214,25 @@ class TiledWeights:
         return int(self.tiles.shape[1])
 
 
-def tile_width(outputs: int) -> int:
-    """The narrowest compiled width holding ``outputs`` columns (the widest, 64, for more)."""
-    return next((w for w in WIDTHS if w >= outputs), WIDTHS[-1])
+def tile_width(outputs: int, rows: int = 0, itemsize: int = 8) -> int:
+    """The narrowest compiled width holding ``outputs`` columns (the widest, 64, for more), narrowed for
+    layers with many weight rows so that one tile (``rows · width`` weights) fits in :data:`TILE_BYTES`
+    (an event reads a random row of it), but not below :data:`MIN_WIDTH`."""
+    width = next((w for w in WIDTHS if w >= outputs), WIDTHS[-1])
+    while width > MIN_WIDTH and rows * width * itemsize > TILE_BYTES:
+        width //= 2
+    return width
 
 
-def tiled(rows: torch.Tensor, bias: torch.Tensor | None) -> TiledWeights:
-    """:class:`TiledWeights` of ``rows [F, O]`` (float64 or int64, on the CPU) and ``bias [O]``."""
+def tiled(rows: torch.Tensor, bias: torch.Tensor | None, width: int = 0) -> TiledWeights:
+    """:class:`TiledWeights` of ``rows [F, O]`` (float64 or int64, on the CPU) and ``bias [O]``; ``width``
+    one of :data:`WIDTHS` (0: :func:`tile_width`)."""
     if rows.dtype not in DTYPES:
         raise ValueError(f"compiled event kernels sum float64 or int64 weights, not {rows.dtype}")
     f, o = rows.shape
-    width = tile_width(int(o))
+    width = width or tile_width(int(o), int(f), rows.element_size())
+    if width not in WIDTHS:
+        raise ValueError(f"tile width must be one of {WIDTHS}, got {width}")
     n = -(-int(o) // width)
     padded = torch.zeros(f, n * width, dtype=rows.dtype)
     padded[:, :o] = rows
@@ -237,10 +251,10 @@ def _check(x: torch.Tensor, per_row: int) -> None:
         raise ValueError(f"too many inputs for the compiled event kernels' int32 event lists: {tuple(x.shape)}")
 
 
-def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1,
-           pool: ThreadPoolExecutor | None = None) -> tuple[torch.Tensor, int]:
-    """``xb [N, F]`` bool → ``(y [N, O] = x·Wᵀ + bias, events)``; the tiles (output columns) are split
-    between ``threads`` calls run on ``pool``."""
+def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[torch.Tensor, int]:
+    """``xb [N, F]`` bool → ``(y [N, O] = x·Wᵀ + bias, events)``; the rows are split between up to ``threads``
+    OpenMP threads (fewer for small calls), each scanning its rows and summing every tile: every sum runs in
+    event order whatever the split."""
     n, f = xb.shape
     _check(xb, f)
     if f != weights.rows:
@@ -249,22 +263,20 @@ def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1,
     fn = load().linear[tw.dtype]
     xb = xb.contiguous()
     out = torch.empty(n, weights.outputs, dtype=tw.dtype)
-    parts = max(1, min(threads, weights.n_tiles))
-    edges = [weights.n_tiles * k // parts for k in range(parts + 1)]
-    args = (xb.data_ptr(), n, f, tw.data_ptr(), weights.outputs, weights.width)
-    bp, op = (None if weights.bias is None else weights.bias.data_ptr()), out.data_ptr()
-    jobs = [partial(fn, *args, t0, t1, bp, op) for t0, t1 in zip(edges[:-1], edges[1:], strict=True) if t1 > t0]
-    events = _run(pool, jobs) // max(len(jobs), 1)  # every part scanned all rows
-    return out, events
+    parts = max(1, min(threads, n, n * f * weights.n_tiles // MIN_WORK_PER_THREAD))
+    bias = None if weights.bias is None else weights.bias.data_ptr()
+    return out, _checked(fn(xb.data_ptr(), n, f, tw.data_ptr(), weights.outputs, weights.width, bias, out.data_ptr(),
+                            parts))
 
 
 CONV_MODES = {"auto": 0, "gather": 1, "scatter": 2}
 
 
 def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: int = 1,
-         pool: ThreadPoolExecutor | None = None, mode: str = "auto") -> tuple[torch.Tensor, int]:
+         mode: str = "auto") -> tuple[torch.Tensor, int]:
     """``xb [N, C, H, W]`` bool, ``weights`` tiled from ``W`` as ``[kH·kW·C, O]`` → ``(y [N, O, Ho, Wo]``
-    (channels-last strides), ``(event, tap) pairs``); the images are split between ``threads`` calls.
+    (channels-last strides), ``(event, tap) pairs``); the images are split between up to ``threads``
+    OpenMP threads.
 
     ``mode``: per image, ``gather`` (each output position sums the events its taps read, in registers),
     ``scatter`` (each event adds its weight rows to the outputs its taps reach: cheaper when events are
@@ -279,15 +291,9 @@ def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: i
     src = geom.source32()
     inv_ptr, inv = geom.inverse32()
     ho, wo = geom.out_hw
-    p, o = ho * wo, weights.outputs
-    out = torch.empty(n, ho, wo, o, dtype=tw.dtype)
-    parts = max(1, min(threads, n))
-    edges = [n * k // parts for k in range(parts + 1)]
-    bp = None if weights.bias is None else weights.bias.data_ptr()
-    xp, op, item = x.data_ptr(), out.data_ptr(), out.element_size()
-    fixed = (h * w, c, src.data_ptr(), p, geom.taps, inv_ptr.data_ptr(), inv.data_ptr(), tw.data_ptr(), o,
-             weights.width, CONV_MODES[mode], bp)
-    jobs = [partial(fn, xp + m0 * h * w * c, m1 - m0, *fixed, op + m0 * p * o * item)
-            for m0, m1 in zip(edges[:-1], edges[1:], strict=True) if m1 > m0]
-    pairs = _run(pool, jobs)
-    return out.permute(0, 3, 1, 2), pairs
+    out = torch.empty(n, ho, wo, weights.outputs, dtype=tw.dtype)
+    parts = max(1, min(threads, n, n * (h * w * c + ho * wo * weights.outputs) // MIN_WORK_PER_THREAD))
+    bias = None if weights.bias is None else weights.bias.data_ptr()
+    pairs = fn(x.data_ptr(), n, h * w, c, src.data_ptr(), ho * wo, geom.taps, inv_ptr.data_ptr(), inv.data_ptr(),
+               tw.data_ptr(), weights.outputs, weights.width, CONV_MODES[mode], bias, out.data_ptr(), parts)
+    return out.permute(0, 3, 1, 2), _checked(pairs)

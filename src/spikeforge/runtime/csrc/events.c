@@ -63,6 +63,21 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)row + b, 0, 3);
 }
 
+/* Blocks of work on an OpenMP team: BLOCK_RANGE(n, a, b) is this thread's share [a, b) of n items. */
+#ifdef _OPENMP
+#include <omp.h>
+#define PARALLEL_BLOCKS(threads, total, failed) \
+    _Pragma("omp parallel num_threads((int)threads) reduction(+ : total, failed)")
+#define BLOCK_RANGE(n, a, b)                                               \
+    const int64_t a = (n) * omp_get_thread_num() / omp_get_num_threads(); \
+    const int64_t b = (n) * (omp_get_thread_num() + 1) / omp_get_num_threads()
+#else
+#define PARALLEL_BLOCKS(threads, total, failed) (void)(threads);
+#define BLOCK_RANGE(n, a, b) \
+    const int64_t a = 0;     \
+    const int64_t b = (n)
+#endif
+
 /* The indices of the set bytes of x[0..len), written to idx (room for len entries); returns how many.
  * Eight bytes at a time are skipped when all zero; within a word the scan is branch-free. */
 static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
@@ -173,9 +188,9 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     DEFINE_WIDTH(T, SUFFIX, 32)                                                                              \
     DEFINE_WIDTH(T, SUFFIX, 64)                                                                              \
                                                                                                              \
-    int64_t linear_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f, const T *restrict tiles,        \
-                            int64_t o, int64_t tw, int64_t t0, int64_t t1, const T *restrict bias,           \
-                            T *restrict out) {                                                               \
+    static int64_t linear_block_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f,                     \
+                                         const T *restrict tiles, int64_t o, int64_t tw, int64_t t0,         \
+                                         int64_t t1, const T *restrict bias, T *restrict out) {              \
         int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * f + 1));                                       \
         int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));                                          \
         if (!idx || !start) { free(idx); free(start); return -1; }                                           \
@@ -193,11 +208,11 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         return total;                                                                                        \
     }                                                                                                        \
                                                                                                              \
-    int64_t conv_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,                  \
-                          const int32_t *restrict source, int64_t p, int64_t taps,                           \
-                          const int32_t *restrict inv_ptr, const int32_t *restrict inv,                      \
-                          const T *restrict tiles, int64_t o, int64_t tw, int64_t mode,                      \
-                          const T *restrict bias, T *restrict out) {                                         \
+    static int64_t conv_block_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,     \
+                                       const int32_t *restrict source, int64_t p, int64_t taps,              \
+                                       const int32_t *restrict inv_ptr, const int32_t *restrict inv,         \
+                                       const T *restrict tiles, int64_t o, int64_t tw, int64_t mode,         \
+                                       const T *restrict bias, T *restrict out) {                            \
         const int64_t width = (o + tw - 1) / tw * tw;                                                        \
         int32_t *idx = malloc(sizeof(int32_t) * (size_t)(hw * c + 1));                                      \
         int64_t *start = malloc(sizeof(int64_t) * (size_t)(hw + 1));                                         \
@@ -235,6 +250,38 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         free(start);                                                                                         \
         free(acc);                                                                                           \
         return pairs;                                                                                        \
+    }                                                                                                        \
+                                                                                                             \
+    /* The entries: `threads` blocks of rows (linear) or images (conv), one per thread of an OpenMP team  */ \
+    /* (the process's libgomp: torch's pool when torch loaded it), or one block without OpenMP.           */ \
+    int64_t linear_##SUFFIX(const uint8_t *x, int64_t n, int64_t f, const T *tiles, int64_t o, int64_t tw,   \
+                            const T *bias, T *out, int64_t threads) {                                        \
+        const int64_t n_tiles = (o + tw - 1) / tw;                                                           \
+        int64_t total = 0, failed = 0;                                                                       \
+        PARALLEL_BLOCKS(threads, total, failed)                                                              \
+        {                                                                                                    \
+            BLOCK_RANGE(n, r0, r1);                                                                          \
+            const int64_t got = r1 > r0 ? linear_block_##SUFFIX(x + r0 * f, r1 - r0, f, tiles, o, tw, 0,     \
+                                                                n_tiles, bias, out + r0 * o) : 0;            \
+            if (got < 0) failed += 1; else total += got;                                                     \
+        }                                                                                                    \
+        return failed ? -1 : total;                                                                          \
+    }                                                                                                        \
+                                                                                                             \
+    int64_t conv_##SUFFIX(const uint8_t *x, int64_t images, int64_t hw, int64_t c, const int32_t *source,    \
+                          int64_t p, int64_t taps, const int32_t *inv_ptr, const int32_t *inv,               \
+                          const T *tiles, int64_t o, int64_t tw, int64_t mode, const T *bias, T *out,        \
+                          int64_t threads) {                                                                 \
+        int64_t total = 0, failed = 0;                                                                       \
+        PARALLEL_BLOCKS(threads, total, failed)                                                              \
+        {                                                                                                    \
+            BLOCK_RANGE(images, m0, m1);                                                                     \
+            const int64_t got = m1 > m0 ? conv_block_##SUFFIX(x + m0 * hw * c, m1 - m0, hw, c, source, p,    \
+                                                              taps, inv_ptr, inv, tiles, o, tw, mode, bias,  \
+                                                              out + m0 * p * o) : 0;                         \
+            if (got < 0) failed += 1; else total += got;                                                     \
+        }                                                                                                    \
+        return failed ? -1 : total;                                                                          \
     }
 
 DEFINE_KERNELS(double, f64)
