@@ -105,8 +105,8 @@ class RuntimeConfig:
     native_conv_crossover: float = 0.30  # C_in·C_out ≥ 512: 1.5–5× dense at 30 %
     native_conv_full_width: int = 512
     native_conv_min_crossover: float = 0.12  # but at least this (the scatter kernel: 1 → 15 channels 1.1× at 10 %)
-    native_small_macs: int = 1 << 20  # a linear call whose dense product is smaller runs compiled at any density
-    # (128…300 → 10 at 50 %: 1.0–1.04× dense; its events are then counted by the kernel, not before it)
+    native_small_macs: int = 1 << 22  # a linear call whose dense product is smaller runs compiled at any density
+    # (T·B = 128, 1 thread, at 50 %: 300 → 10 1.08×, 2048 → 10 0.99× dense); the kernel then counts the events
 
 
 @dataclass

@@ -78,17 +78,23 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     const int64_t b = (n)
 #endif
 
-/* The indices of the set bytes of x[0..len), written to idx (room for len entries); returns how many.
- * Eight bytes at a time are skipped when all zero; within a word the scan is branch-free. */
+/* The indices of the set bytes of x[0..len) (each byte 0 or 1), written to idx (room for len entries);
+ * returns how many. 64 bytes at a time: skipped when all zero, else packed into a 64-bit mask (per 8-byte
+ * word, the multiply by PACK_BYTES gathers the low bit of each byte into the top byte) whose set bits are
+ * listed with count-trailing-zeros, one step per event; the tail byte by byte, branch-free. */
+#define PACK_BYTES 0x0102040810204080ULL
 static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
     int64_t k = 0, i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t word;
-        memcpy(&word, x + i, 8);
-        if (!word) continue;
-        for (int b = 0; b < 8; ++b) {
-            idx[k] = (int32_t)(i + b);
-            k += x[i + b];
+    for (; i + 64 <= len; i += 64) {
+        uint64_t w[8], any = 0;
+        memcpy(w, x + i, 64);
+        for (int j = 0; j < 8; ++j) any |= w[j];
+        if (!any) continue;
+        uint64_t mask = 0;
+        for (int j = 0; j < 8; ++j) mask |= ((w[j] * PACK_BYTES) >> 56) << (8 * j);
+        while (mask) {
+            idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
+            mask &= mask - 1;
         }
     }
     for (; i < len; ++i) {
