@@ -244,7 +244,7 @@ def stream_memory(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
     whole = min(args.stream_steps, WHOLE_STEPS_CAP)
     for steps, mode in ((args.stream_steps, "stream"), (whole, "stream"), (whole, "whole")):
         cmd = [sys.executable, __file__, "--hidden", str(args.hidden), "--width", str(args.width),
-               "--batch", str(args.batch), "--memory-child", model, str(steps), mode]
+               "--batch", str(args.batch), "--kernel", args.kernel, "--memory-child", model, str(steps), mode]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from spikeforge.runtime import events as events_module
 from spikeforge.runtime.kernels import conv_pair_count
 
 TOL = 1e-10
+
+
+@pytest.fixture
+def many_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split even the tests' small calls between threads (the real split is by work)."""
+    monkeypatch.setattr(native, "MIN_WORK_PER_THREAD", 1)
 needs_compiler = pytest.mark.skipif(not native.available(), reason="no working C compiler here (cc/$CC): "
                                     "the compiled kernels cannot be built, the runtime uses the torch kernels")
 
@@ -25,11 +32,12 @@ def _spikes(shape: tuple[int, ...], density: float, seed: int) -> torch.Tensor:
 
 
 @needs_compiler
-@pytest.mark.parametrize("outputs", [1, 7, 10, 16, 33, 64, 65, 130])
+@pytest.mark.parametrize("outputs", [1, 7, 10, 16, 20, 33, 64, 65, 130])
 @pytest.mark.parametrize("density", [0.0, 0.1, 0.6, 1.0])
-def test_linear_equals_the_dense_product_with_the_event_count(outputs: int, density: float) -> None:
+def test_linear_equals_the_dense_product_with_the_event_count(outputs: int, density: float,
+                                                               many_threads: None) -> None:
     gen = torch.Generator().manual_seed(outputs)
-    for fan_in, bias in ((1, True), (9, False), (300, True)):
+    for fan_in, bias in ((1, True), (9, False), (300, True), (4500, False)):  # 4500 rows: a narrowed tile
         x = _spikes((37, fan_in), density, fan_in)
         w = torch.randn(outputs, fan_in, dtype=torch.float64, generator=gen)
         b = torch.randn(outputs, dtype=torch.float64, generator=gen) if bias else None
@@ -61,7 +69,7 @@ def test_int64_sums_are_exact() -> None:
 
 CONVS = [  # (C, O, H, W, kernel, stride, padding, dilation)
     (1, 15, 9, 9, 3, 1, 1, 1), (5, 16, 8, 7, 3, 2, 1, 1), (20, 70, 6, 6, 3, 1, 0, 1), (3, 8, 10, 10, 5, 1, 2, 2),
-    (7, 3, 5, 5, 1, 1, 0, 1), (16, 64, 8, 8, 4, 2, 1, 1),
+    (7, 3, 5, 5, 1, 1, 0, 1), (16, 64, 8, 8, 4, 2, 1, 1), (70, 20, 4, 5, 3, 1, 1, 1),  # 70: the 64-byte scan
 ]
 
 
@@ -69,7 +77,8 @@ CONVS = [  # (C, O, H, W, kernel, stride, padding, dilation)
 @pytest.mark.parametrize("mode", list(native.CONV_MODES))
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5])
 @pytest.mark.parametrize("spec", CONVS)
-def test_conv_equals_conv2d_with_the_pair_count(spec: tuple[int, ...], density: float, mode: str) -> None:
+def test_conv_equals_conv2d_with_the_pair_count(spec: tuple[int, ...], density: float, mode: str,
+                                                many_threads: None) -> None:
     c, o, h, w_, k, s, p, d = spec
     gen = torch.Generator().manual_seed(c * o)
     x = _spikes((5, c, h, w_), density, c + o)
@@ -86,7 +95,7 @@ def test_conv_equals_conv2d_with_the_pair_count(spec: tuple[int, ...], density: 
 
 
 @needs_compiler
-def test_runtime_native_equals_torch_kernels_and_reports_it() -> None:
+def test_runtime_native_equals_torch_kernels_and_reports_it(many_threads: None) -> None:
     model, shape = make_hybrid("sdsnn", "lif_hard")
     graph = convert_model(model, InputSpec(shape, T))
     x = random_input(shape, seed=5)
@@ -106,10 +115,18 @@ def test_an_unknown_kernel_name_is_refused() -> None:
         EventRuntime(convert_model(model, InputSpec(shape, T)), config=RuntimeConfig(kernel="fast"))
 
 
-def test_too_many_inputs_for_int32_event_lists_is_refused() -> None:
-    huge = torch.zeros(1, dtype=torch.bool).expand(2**16, 2**15 + 1)  # no memory: a view
-    with pytest.raises(ValueError, match="int32 event lists"):
-        native.linear(huge, native.tiled(torch.zeros(2**15 + 1, 2, dtype=torch.float64), None))
+def test_rows_too_long_for_int32_event_indices_are_refused_and_the_runtime_falls_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = torch.zeros(1, dtype=torch.bool).expand(3, 2**31)  # no memory: a view
+    with pytest.raises(ValueError, match="too large for the compiled event kernels' int32"):
+        native.linear(huge, native.tiled(torch.zeros(4, 2, dtype=torch.float64), None))
+    monkeypatch.setattr(native, "INT32_LIMIT", 8)  # every layer of the model is "too large" now
+    model, shape = make_hybrid("sdsnn", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    x = random_input(shape, seed=3)
+    out, rep = EventRuntime(graph).run(x)
+    assert "native" not in {c.method for c in rep.layers}
+    torch.testing.assert_close(out, ConvertedModel(graph)(x), rtol=0, atol=1e-9)
 
 
 @pytest.fixture
@@ -170,3 +187,80 @@ def test_an_empty_batch_gives_empty_outputs() -> None:
     geom = conv_geometry((3, 3), (1, 1), [1, 1], [0, 0], [1, 1], torch.device("cpu"))
     y, pairs = native.conv(torch.zeros(0, 4, 3, 3, dtype=torch.bool), tiled, geom, 2)
     assert y.shape == (0, 3, 3, 3) and pairs == 0
+
+
+@needs_compiler
+def test_any_nonzero_byte_is_an_event_and_float_spikes_are_compared_with_zero() -> None:
+    gen = torch.Generator().manual_seed(9)
+    raw = torch.randint(0, 256, (6, 150), dtype=torch.uint8, generator=gen) * (torch.rand(6, 150) < 0.3)
+    w = torch.randn(5, 150, dtype=torch.float64, generator=gen)
+    tiled = native.tiled(w.t().contiguous(), None)
+    expected = F.linear((raw != 0).double(), w)
+    for x in (raw, raw.view(torch.bool), (raw != 0).double()):
+        y, events = native.linear(x, tiled)
+        torch.testing.assert_close(y, expected, rtol=0, atol=TOL)
+        assert events == int((raw != 0).sum())
+
+
+@needs_compiler
+def test_mismatched_layouts_are_refused() -> None:
+    tiled = native.tiled(torch.ones(9 * 2, 3, dtype=torch.float64), None)
+    geom = conv_geometry((4, 4), (3, 3), [1, 1], [1, 1], [1, 1], torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"geometry for \(4, 4\) inputs got \(5, 5\)"):
+        native.conv(torch.zeros(1, 2, 5, 5, dtype=torch.bool), tiled, geom)
+    with pytest.raises(ValueError, match="tiles must be contiguous"):
+        native.TiledWeights(tiled.tiles.transpose(1, 2), None, tiled.width, 3)
+    with pytest.raises(ValueError, match="tiled bias"):
+        native.TiledWeights(tiled.tiles, torch.zeros(3, dtype=torch.float64), tiled.width, 3)
+
+
+def test_contradicting_method_and_kernel_are_refused() -> None:
+    model, shape = make_hybrid("mlp", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    for method, kernel in (("native", "torch"), ("csr", "native")):
+        with pytest.raises(ValueError, match="contradict each other"):
+            EventRuntime(graph, config=RuntimeConfig(method=method, kernel=kernel))
+
+
+@needs_compiler
+def test_the_torch_integer_path_equals_the_compiled_one() -> None:
+    model, shape = make_hybrid("mlp", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    for n in graph.synaptic():  # integer weights and biases: both runtimes take the int path
+        for name, t in n.tensors.items():
+            n.tensors[name] = torch.randint(-3, 4, t.shape, generator=torch.Generator().manual_seed(1)).to(t.dtype)
+    x = random_input(shape, seed=6)
+    out, rep = EventRuntime(graph).run(x)
+    ref, rep_torch = EventRuntime(graph, config=RuntimeConfig(kernel="torch")).run(x)
+    assert "int" in {c.method for c in rep.layers} and torch.equal(out, ref)
+    assert [c.accumulations for c in rep.layers] == [c.accumulations for c in rep_torch.layers]
+
+
+@needs_compiler
+def test_a_failed_build_is_not_retried_by_the_next_process(fresh_native: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    broken = tmp_path / "src" / "events.c"
+    broken.parent.mkdir()
+    broken.write_text("int64_t linear_f64(void) { return undefined_name; }\n")
+    monkeypatch.setattr(native, "SOURCE", broken)
+    with pytest.raises(native.NativeUnavailable):
+        native.build()
+    assert list(fresh_native.glob("*.failed"))
+
+    def no_compile(*_args: object) -> str:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(native, "_compile", no_compile)
+    with pytest.raises(native.NativeUnavailable, match="error"):
+        native.build()
+
+
+def test_a_shared_temporary_folder_is_not_trusted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = tmp_path / f"spikeforge-native-{os.getuid()}"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    with pytest.raises(native.NativeUnavailable, match="not a private folder"):
+        native._private_tmp()
+    folder.chmod(0o700)
+    assert native._private_tmp() == folder

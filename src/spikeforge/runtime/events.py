@@ -174,8 +174,13 @@ class EventRuntime:
         self._pool: ThreadPoolExecutor | None = None  # the threads of the sparse products (made on first use)
         self._pool_size = 0
         self._native: dict[str, bool] = {}  # by device type: whether the compiled kernels run there
-        if self.config.kernel not in KERNELS:
-            raise ValueError(f"event kernel must be one of {', '.join(KERNELS)}, got {self.config.kernel!r}")
+        kernel, method = self.config.kernel, self.config.method
+        if kernel not in KERNELS:
+            raise ValueError(f"event kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        forced_other = method not in ("auto", METHOD_NATIVE)
+        if (method == METHOD_NATIVE and kernel == "torch") or (kernel == "native" and forced_other):
+            raise ValueError(f"method {method!r} and kernel {kernel!r} contradict each other: the method 'native' "
+                             "is the compiled kernels; kernel 'native' needs method 'auto' or 'native'")
 
     def native_on(self, device: torch.device) -> bool:
         """Whether the compiled kernels run this layer call: on CPU, unless ``kernel = "torch"``; a build
@@ -280,7 +285,7 @@ class EventRuntime:
             count.used(METHOD_ANALOG)
             return split_steps(y, (t, b))
         flat = xb  # the events as bool from here on (the dense method converts them back)
-        native = self.native_on(flat.device)
+        native = self.native_on(flat.device) and self._fits_native(node, lay, flat)
         dense_macs = self._dense_macs(node, lay, flat)
         if native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
                 and dense_macs < self.config.native_small_macs:  # the kernel counts the events itself
@@ -300,6 +305,21 @@ class EventRuntime:
         count.dense_macs += y.numel() * per_out
         count.used(method)
         return split_steps(y, (t, b))
+
+    def _geometry(self, lay: _Layer, flat: torch.Tensor) -> ConvGeometry:
+        """The conv layer's geometry for this input size (made once per size)."""
+        f, hw = lay.syn, (int(flat.shape[2]), int(flat.shape[3]))
+        if lay.geom is None or lay.geom.in_hw != hw:
+            lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
+                                     f.padding, f.dilation, flat.device)
+        return lay.geom
+
+    def _fits_native(self, node: Node, lay: _Layer, flat: torch.Tensor) -> bool:
+        """Whether this call's per-row sizes fit the compiled kernels' int32 indices (else the torch kernels)."""
+        if node.op == "linear":
+            return native_kernels.fits(int(flat.shape[1]))
+        geom = self._geometry(lay, flat)
+        return native_kernels.fits(int(flat[0].numel()), geom.out_hw[0] * geom.out_hw[1] * geom.taps)
 
     @staticmethod
     def _dense_macs(node: Node, lay: _Layer, flat: torch.Tensor) -> int:
@@ -324,11 +344,7 @@ class EventRuntime:
             # one block: torch's sparse product already uses every thread (blocks on threads measured slower)
             y, acc = event_linear(flat, f.weight, bias, rows, kernel, events, tiles, build)
             return (y.to(F64) if integer else y), acc
-        hw = (int(flat.shape[2]), int(flat.shape[3]))
-        if lay.geom is None or lay.geom.in_hw != hw:
-            lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
-                                     f.padding, f.dilation, flat.device)
-        geom, bias_map = lay.geom, lay.int_bias_map if integer else f.bias_map
+        geom, bias_map = self._geometry(lay, flat), lay.int_bias_map if integer else f.bias_map
 
         def run(part: torch.Tensor) -> tuple[torch.Tensor, int]:
             return event_conv(part, f.weight, bias, bias_map, f.stride, f.padding, f.dilation, rows, kernel, geom,
@@ -357,11 +373,7 @@ class EventRuntime:
             y, events = native_kernels.linear(flat, weights, threads)
             return (y.to(F64) if integer else y), events * weights.outputs
         f = lay.syn
-        hw = (int(flat.shape[2]), int(flat.shape[3]))
-        if lay.geom is None or lay.geom.in_hw != hw:
-            lay.geom = conv_geometry(hw, (int(f.weight.shape[2]), int(f.weight.shape[3])), f.stride,
-                                     f.padding, f.dilation, flat.device)
-        y, pairs = native_kernels.conv(flat, weights, lay.geom, threads)
+        y, pairs = native_kernels.conv(flat, weights, self._geometry(lay, flat), threads)
         bias_map = lay.int_bias_map if integer else f.bias_map
         if bias_map is not None:
             y = y + bias_map
@@ -434,7 +446,7 @@ def _warn_native(err: Exception) -> None:
     _warned_native = True
     warnings.warn(f"spikeforge event runtime: the compiled kernels are unavailable ({err}); running the "
                   "torch/numpy kernels (same results, slower; RuntimeConfig(kernel='torch') says so explicitly)",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=2)
 
 
 def run_events(graph: ConvertedGraph, x: torch.Tensor) -> tuple[torch.Tensor, RuntimeReport]:

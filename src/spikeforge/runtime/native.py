@@ -63,6 +63,20 @@ def cache_dir() -> Path:
     return Path(base) / "spikeforge" / "native"
 
 
+def _private_tmp() -> Path:
+    """``$TMPDIR/spikeforge-native-<uid>``, only if it is this user's and closed to others (a library found
+    there is loaded, so another user must not be able to plant one)."""
+    path = Path(tempfile.gettempdir()) / f"spikeforge-native-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.stat()
+    except OSError as err:
+        raise NativeUnavailable(f"no folder to build the compiled event kernels in (set {DIR_ENV}): {err}") from None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise NativeUnavailable(f"{path} is not a private folder of this user; set {DIR_ENV} to one")
+    return path
+
+
 def _cpu_id() -> str:
     """What ``-march=native`` depends on: the CPU's flags (a cache folder shared by different CPUs gets
     one library per CPU kind)."""
@@ -83,6 +97,19 @@ def _compiler() -> str:
     return path
 
 
+def shares_torch_openmp() -> bool:
+    """Whether a library linked with ``-fopenmp`` (``libgomp.so.1``) would use torch's OpenMP runtime: torch's
+    parallel backend is OpenMP and the process has a ``libgomp.so.1`` loaded (torch's), which the loader reuses
+    by name. Otherwise a second runtime would start its own threads, competing with torch's."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return any(line.endswith("/libgomp.so.1") for line in maps.splitlines())
+
+
 def _compile(cc: str, flags: Sequence[str], out: Path) -> str | None:
     """Compile to ``out``; the compiler's first error line, or None on success."""
     tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -90,6 +117,7 @@ def _compile(cc: str, flags: Sequence[str], out: Path) -> str | None:
         proc = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as err:
+        tmp.unlink(missing_ok=True)
         return f"{type(err).__name__}: {err}"
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -99,8 +127,18 @@ def _compile(cc: str, flags: Sequence[str], out: Path) -> str | None:
     return None
 
 
-def build(directory: Path | None = None) -> Path:
-    """The compiled library's path, building it if this source/compiler/CPU has none yet."""
+def candidates() -> list[tuple[str, ...]]:
+    """The flag sets to try, best first: OpenMP only where it shares torch's runtime, ``-march=native``
+    before a portable build."""
+    openmp = [OPENMP] if shares_torch_openmp() else []
+    return [(*FLAGS, *openmp), *([FLAGS] if openmp else []), (*PORTABLE_FLAGS, *openmp),
+            *([PORTABLE_FLAGS] if openmp else [])]
+
+
+def build(directory: Path | None = None, flags: Sequence[str] | None = None) -> Path:
+    """The compiled library's path for one flag set (default: the first of :func:`candidates` that
+    compiles), building it if this source/compiler/CPU/flags has none yet. A failed compile leaves a
+    ``.failed`` note (its error) so later processes do not retry it."""
     cc = _compiler()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -110,22 +148,26 @@ def build(directory: Path | None = None) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
-        directory = Path(tempfile.gettempdir()) / f"spikeforge-native-{os.getuid()}"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise NativeUnavailable(f"no folder to build the compiled event kernels in ({DIR_ENV}): {err}") from None
+        directory = _private_tmp()
     errors: list[str] = []
-    for flags in ((*FLAGS, OPENMP), FLAGS, (*PORTABLE_FLAGS, OPENMP), PORTABLE_FLAGS):
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _cpu_id(), *flags]).encode())
-        lib = directory / f"events-{'omp-' if OPENMP in flags else ''}{key.hexdigest()[:20]}.so"
+    for option in ([tuple(flags)] if flags is not None else candidates()):
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _cpu_id(), *option]).encode())
+        lib = directory / f"events-{'omp-' if OPENMP in option else ''}{key.hexdigest()[:20]}.so"
+        note = lib.with_suffix(".failed")
         if lib.exists():
             return lib
-        failure = _compile(cc, flags, lib)
+        if note.exists():
+            errors.append(note.read_text(errors="replace").strip() or "?")
+            continue
+        failure = _compile(cc, option, lib)
         if failure is None:
             return lib
         errors.append(failure)
-    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {errors[-1]}")
+        try:
+            note.write_text(failure + "\n")
+        except OSError:
+            pass
+    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {errors[-1] if errors else '?'}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +177,7 @@ class Kernels:
     linear: dict[torch.dtype, Callable[..., int]]
     conv: dict[torch.dtype, Callable[..., int]]
     path: Path
-    openmp: bool  # built with OpenMP: a call runs on several threads
+    openmp: bool  # built with OpenMP (torch's runtime): a call runs on several threads
 
 
 _lock = threading.Lock()
@@ -143,28 +185,36 @@ _loaded: Kernels | None = None
 _failure: NativeUnavailable | None = None
 
 
+def _open(path: Path) -> Kernels:
+    lib = ctypes.CDLL(str(path))
+    fns: dict[str, dict[torch.dtype, Callable[..., int]]] = {"linear": {}, "conv": {}}
+    for kind, args in (("linear", _LINEAR_ARGS), ("conv", _CONV_ARGS)):
+        for dtype, suffix in DTYPES.items():
+            fn = getattr(lib, f"{kind}_{suffix}")
+            fn.argtypes, fn.restype = args, _I64
+            fns[kind][dtype] = fn
+    return Kernels(fns["linear"], fns["conv"], path, path.name.startswith("events-omp-"))
+
+
 def load() -> Kernels:
-    """The kernels of this process (built and loaded on the first call; a failure is remembered)."""
+    """The kernels of this process (built and loaded on the first call, trying :func:`candidates` in turn
+    until one compiles and loads; a failure is remembered)."""
     global _loaded, _failure
     if _loaded is not None:
         return _loaded
     with _lock:
         if _loaded is None and _failure is None:
-            try:
-                path = build()
-                lib = ctypes.CDLL(str(path))
-            except NativeUnavailable as err:
-                _failure = err
-            except OSError as err:
-                _failure = NativeUnavailable(f"loading the compiled event kernels failed: {err}")
-            else:
-                fns: dict[str, dict[torch.dtype, Callable[..., int]]] = {"linear": {}, "conv": {}}
-                for kind, args in (("linear", _LINEAR_ARGS), ("conv", _CONV_ARGS)):
-                    for dtype, suffix in DTYPES.items():
-                        fn = getattr(lib, f"{kind}_{suffix}")
-                        fn.argtypes, fn.restype = args, _I64
-                        fns[kind][dtype] = fn
-                _loaded = Kernels(fns["linear"], fns["conv"], path, path.name.startswith("events-omp-"))
+            reasons: list[str] = []
+            for flags in candidates():
+                try:
+                    _loaded = _open(build(flags=flags))
+                    break
+                except NativeUnavailable as err:
+                    reasons.append(str(err))
+                except (OSError, AttributeError) as err:
+                    reasons.append(f"loading the compiled event kernels failed: {err}")
+            if _loaded is None:
+                _failure = NativeUnavailable(reasons[-1] if reasons else "no build to try")
         if _failure is not None:
             raise _failure
         assert _loaded is not None
@@ -205,6 +255,17 @@ class TiledWeights:
     width: int
     outputs: int
 
+    def __post_init__(self) -> None:  # the C kernels read these as raw memory: refuse any other layout
+        t, b = self.tiles, self.bias
+        layout = t.dim() == 3 and t.is_contiguous() and t.shape[2] == self.width and self.width in WIDTHS
+        if t.dtype not in DTYPES or t.device.type != "cpu" or not layout \
+                or not 0 < self.outputs <= t.shape[0] * self.width:
+            raise ValueError(f"tiles must be contiguous CPU float64/int64 [n, rows, width] for {self.outputs} "
+                             f"outputs, width in {WIDTHS}; got {t.dtype} {tuple(t.shape)} on {t.device}")
+        if b is not None and (b.dtype != t.dtype or b.device.type != "cpu" or not b.is_contiguous()
+                              or tuple(b.shape) != (t.shape[0] * self.width,)):
+            raise ValueError(f"the tiled bias must be contiguous CPU {t.dtype} [{t.shape[0] * self.width}]")
+
     @property
     def n_tiles(self) -> int:
         return int(self.tiles.shape[0])
@@ -234,21 +295,30 @@ def tiled(rows: torch.Tensor, bias: torch.Tensor | None, width: int = 0) -> Tile
     if width not in WIDTHS:
         raise ValueError(f"tile width must be one of {WIDTHS}, got {width}")
     n = -(-int(o) // width)
-    padded = torch.zeros(f, n * width, dtype=rows.dtype)
-    padded[:, :o] = rows
+    padded = torch.zeros(f, n * width, dtype=rows.dtype, device="cpu")
+    padded[:, :o] = rows.cpu()
     tiles = padded.reshape(f, n, width).permute(1, 0, 2).contiguous()
     b = None
     if bias is not None:
-        b = torch.zeros(n * width, dtype=rows.dtype)
-        b[:o] = bias.to(rows.dtype)
+        b = torch.zeros(n * width, dtype=rows.dtype, device="cpu")
+        b[:o] = bias.to("cpu", rows.dtype)
     return TiledWeights(tiles, b, width, int(o))
 
 
-def _check(x: torch.Tensor, per_row: int) -> None:
+def fits(*sizes: int) -> bool:
+    """Whether per-row sizes (linear: inputs; conv: H·W·C and output positions × taps) fit the kernels' int32
+    event indices."""
+    return all(s < INT32_LIMIT for s in sizes)
+
+
+def _spikes(x: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """``x`` as one byte per element on the CPU (bool/uint8 as is, anything else compared with 0)."""
     if x.device.type != "cpu":
         raise ValueError(f"the compiled event kernels run on the CPU, not on {x.device}")
-    if per_row * max(int(x.shape[0]), 1) >= INT32_LIMIT:
-        raise ValueError(f"too many inputs for the compiled event kernels' int32 event lists: {tuple(x.shape)}")
+    if not fits(*sizes):
+        raise ValueError(f"an input of shape {tuple(x.shape)} is too large for the compiled event kernels' int32 "
+                         "event indices")
+    return x if x.dtype in (torch.bool, torch.uint8) else x != 0
 
 
 def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[torch.Tensor, int]:
@@ -256,13 +326,13 @@ def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[t
     OpenMP threads (fewer for small calls), each scanning its rows and summing every tile: every sum runs in
     event order whatever the split."""
     n, f = xb.shape
-    _check(xb, f)
+    xb = _spikes(xb, f)
     if f != weights.rows:
         raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
     tw = weights.tiles
     fn = load().linear[tw.dtype]
     xb = xb.contiguous()
-    out = torch.empty(n, weights.outputs, dtype=tw.dtype)
+    out = torch.empty(n, weights.outputs, dtype=tw.dtype, device="cpu")
     parts = max(1, min(threads, n, n * f * weights.n_tiles // MIN_WORK_PER_THREAD))
     bias = None if weights.bias is None else weights.bias.data_ptr()
     return out, _checked(fn(xb.data_ptr(), n, f, tw.data_ptr(), weights.outputs, weights.width, bias, out.data_ptr(),
@@ -282,16 +352,18 @@ def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: i
     ``scatter`` (each event adds its weight rows to the outputs its taps reach: cheaper when events are
     few per position) or ``auto`` (chosen per image by the C file's cost rule)."""
     n, c, h, w = xb.shape
-    _check(xb, h * w * c)
+    ho, wo = geom.out_hw
+    xb = _spikes(xb, h * w * c, ho * wo * geom.taps)
     if geom.taps * c != weights.rows:
         raise ValueError(f"conv layer of {weights.rows} (tap, channel) rows got {geom.taps} taps × {c} channels")
+    if tuple(geom.in_hw) != (h, w):
+        raise ValueError(f"conv geometry for {tuple(geom.in_hw)} inputs got {(h, w)}")
     tw = weights.tiles
     fn = load().conv[tw.dtype]
     x = xb.permute(0, 2, 3, 1).contiguous()  # a view when the spikes are channels-last already
     src = geom.source32()
     inv_ptr, inv = geom.inverse32()
-    ho, wo = geom.out_hw
-    out = torch.empty(n, ho, wo, weights.outputs, dtype=tw.dtype)
+    out = torch.empty(n, ho, wo, weights.outputs, dtype=tw.dtype, device="cpu")
     parts = max(1, min(threads, n, n * (h * w * c + ho * wo * weights.outputs) // MIN_WORK_PER_THREAD))
     bias = None if weights.bias is None else weights.bias.data_ptr()
     pairs = fn(x.data_ptr(), n, h * w, c, src.data_ptr(), ho * wo, geom.taps, inv_ptr.data_ptr(), inv.data_ptr(),

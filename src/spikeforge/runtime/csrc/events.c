@@ -1,11 +1,11 @@
 /* Event-driven accumulation kernels of spikeforge's event runtime (compiled on first use, loaded with ctypes).
  *
- * Every kernel reads binary spikes as bytes (a torch bool tensor: 0 or 1) and adds one weight row per
+ * Every kernel reads binary spikes as bytes (a torch bool tensor; any nonzero byte is an event) and adds one weight row per
  * event: no multiplication, and for the int64 variants exact integer sums. The weights come tiled:
  * `tiles[t, i, 0..TW)` = columns t*TW .. t*TW+TW-1 of weight row i (zero-padded past O), so the rows one
  * tile sums are contiguous and its TW accumulators stay in registers (TW = 8, 16, 32 or 64).
  *
- * linear  out[r, j] = bias[j] + sum_{i : x[r, i]} W^T[i, j]               rows r < n, tiles t in [t0, t1)
+ * linear  out[r, j] = bias[j] + sum_{i : x[r, i]} W^T[i, j]               rows r < n
  * conv    out[m, p, j] = bias[j] + sum_k sum_{c : x[m, q, c]} table[k, c, j],   q = source[p, k] >= 0
  *         (x channels-last [images, H*W, C]; source[p, k] the input position output position p reads
  *          through tap k, -1 outside; the weight rows are (k, c) pairs; out channels-last [images, P, O])
@@ -13,7 +13,7 @@
  * Both return the number of (event, output-row) pairs summed (linear: the events of the rows, conv: the
  * (event, tap) pairs landing inside the output; times O that is the accumulations), or -1 when memory
  * for the event lists could not be allocated. The float64 sums run in the order of the events.
- * The callers (runtime/native.py) split the work between threads (linear: tiles; conv: images).
+ * The entries split the work between the threads of an OpenMP team (linear: rows; conv: images).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 /* Eight lanes (64 bytes) per vector, GCC/Clang vector extensions: AVX-512 registers where the CPU has
  * them, split into narrower ones where not. The _U types are the same vectors loaded unaligned. */
 #define LANES 8
-#define PREFETCH_AHEAD 4
+#define PREFETCH_AHEAD 4 /* the weight row of the event this many ahead is prefetched (linear) */
 /* conv, per image: gather (each output position sums its taps' events in registers) or scatter (each event
  * adds its rows into the output positions its taps reach). Scatter when the image's (event, tap) pairs are
  * few against the gather's per-(position, tap) bookkeeping: pairs * SCATTER_PAIR_COST < P * taps *
@@ -31,7 +31,7 @@
 #define MODE_GATHER 1
 #define MODE_SCATTER 2
 #define SCATTER_PAIR_COST 1
-#define GATHER_TAP_COST 2 /* the weight row of the event this many ahead is prefetched (linear) */
+#define GATHER_TAP_COST 2
 typedef double VEC_f64 __attribute__((vector_size(64)));
 typedef double VEC_f64_U __attribute__((vector_size(64), aligned(8)));
 typedef int64_t VEC_i64 __attribute__((vector_size(64)));
@@ -78,28 +78,35 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     const int64_t b = (n)
 #endif
 
-/* The indices of the set bytes of x[0..len) (each byte 0 or 1), written to idx (room for len entries);
- * returns how many. 64 bytes at a time: skipped when all zero, else packed into a 64-bit mask (per 8-byte
- * word, the multiply by PACK_BYTES gathers the low bit of each byte into the top byte) whose set bits are
- * listed with count-trailing-zeros, one step per event; the tail byte by byte, branch-free. */
+/* The indices of the nonzero bytes of x[0..len), written to idx (room for len entries); returns how many.
+ * 64 bytes at a time: skipped when all zero, else packed into a 64-bit mask whose set bits are listed with
+ * count-trailing-zeros, one step per event. Packing, per 8-byte word: NONZERO_BYTES sets the top bit of
+ * each nonzero byte; shifted down to bit 0 of its byte, the multiply by PACK_BYTES gathers those bits into
+ * the word's top byte (bit j = byte j, no carries: the partial products land on distinct bits). The tail
+ * goes byte by byte, branch-free. Big-endian hosts use the byte loop throughout. */
+#define LOW7 0x7F7F7F7F7F7F7F7FULL
+#define HIGH1 0x8080808080808080ULL
+#define NONZERO_BYTES(w) (((((w) & LOW7) + LOW7) | (w)) & HIGH1)
 #define PACK_BYTES 0x0102040810204080ULL
 static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
     int64_t k = 0, i = 0;
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     for (; i + 64 <= len; i += 64) {
         uint64_t w[8], any = 0;
         memcpy(w, x + i, 64);
         for (int j = 0; j < 8; ++j) any |= w[j];
         if (!any) continue;
         uint64_t mask = 0;
-        for (int j = 0; j < 8; ++j) mask |= ((w[j] * PACK_BYTES) >> 56) << (8 * j);
+        for (int j = 0; j < 8; ++j) mask |= (((NONZERO_BYTES(w[j]) >> 7) * PACK_BYTES) >> 56) << (8 * j);
         while (mask) {
             idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
             mask &= mask - 1;
         }
     }
+#endif
     for (; i < len; ++i) {
         idx[k] = (int32_t)i;
-        k += x[i];
+        k += x[i] != 0;
     }
     return k;
 }
@@ -171,7 +178,7 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
             const int64_t e0 = start[q], e1 = start[q + 1];                                                  \
             if (e0 == e1) continue;                                                                          \
             pairs += (e1 - e0) * (inv_ptr[q + 1] - inv_ptr[q]);                                              \
-            for (int32_t s = inv_ptr[q]; s < inv_ptr[q + 1]; ++s) {                                          \
+            for (int64_t s = inv_ptr[q]; s < inv_ptr[q + 1]; ++s) {                                          \
                 const int64_t r = inv[2 * s], k = inv[2 * s + 1];                                            \
                 for (int64_t t = 0; t < n_tiles; ++t) {                                                      \
                     VEC_##SUFFIX##_U *a = (VEC_##SUFFIX##_U *)(sum + r * width + t * TW);                    \
@@ -222,8 +229,8 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         const int64_t width = (o + tw - 1) / tw * tw;                                                        \
         int32_t *idx = malloc(sizeof(int32_t) * (size_t)(hw * c + 1));                                      \
         int64_t *start = malloc(sizeof(int64_t) * (size_t)(hw + 1));                                         \
-        T *acc = malloc(sizeof(T) * (size_t)(p * width));                                                    \
-        if (!idx || !start || !acc) { free(idx); free(start); free(acc); return -1; }                        \
+        T *acc = NULL; /* the scatter's padded sums, made when first needed (width > o) */                 \
+        if (!idx || !start) { free(idx); free(start); return -1; }                                           \
         int64_t pairs = 0;                                                                                   \
         for (int64_t m = 0; m < images; ++m) {                                                               \
             const uint8_t *xm = x + m * hw * c;                                                              \
@@ -236,6 +243,10 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
             }                                                                                                \
             int scatter = mode == MODE_SCATTER ||                                                            \
                 (mode == MODE_AUTO && reach * SCATTER_PAIR_COST < p * taps * GATHER_TAP_COST);                \
+            if (scatter && width != o && !acc) {                                                             \
+                acc = malloc(sizeof(T) * (size_t)(p * width));                                               \
+                if (!acc) { free(idx); free(start); return -1; }                                             \
+            }                                                                                                \
             if (scatter) {                                                                                   \
                 switch (tw) {                                                                                \
                 case 8: pairs += scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break;   \
