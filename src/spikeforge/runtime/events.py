@@ -9,9 +9,8 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
     native    on CPU, with the compiled kernels (:mod:`spikeforge.runtime.native`, ``RuntimeConfig.kernel``):
-              input density ρ = events / inputs ≤ the native crossover of the op (``native_*`` fields), or
-              a small linear layer (dense product < native_small_macs) at any density. Integer layers
-              use the int64 variant of the same kernels (still reported as ``int``).
+              input density ρ = events / inputs ≤ the native crossover of the op (``native_*`` fields).
+              Integer layers use the int64 variant of the same kernels (still reported as ``int``).
     sparse    without them (``kernel = "torch"``, a GPU, or no C compiler): ρ ≤ crossover(op) (scaled
               down for narrow layers: linear by O / linear_full_outputs, conv by C_in·C_out / conv_full_width,
               each at most 1), dense product ≥ min_sparse_macs and (conv) input channels ≥
@@ -96,7 +95,7 @@ class RuntimeConfig:
     min_rows_per_thread: int = 16  # rows (T·B) per block at least; fewer rows run on one thread
     indices: str = "auto"  # how event lists are built: auto (numpy on CPU, torch elsewhere), numpy, torch
     # The compiled kernels' crossovers (measured with 1 and 2 threads, T·B = 128, against the float64 dense
-    # product; `bench/event_runtime.py`): linear up to native_linear_crossover, scaled by √(rows/F) for layers
+    # product on float spikes): linear up to native_linear_crossover, scaled by √(rows/F) for layers
     # with more inputs F than native_linear_rows (a tile of 64 columns of Wᵀ then no longer stays in cache:
     # 8192 → 128 at 20 % 0.57×); conv up to native_conv_crossover scaled by √(C_in·C_out / native_conv_full_width)
     # when below it (few weights per event: a 1 → 15-channel conv is at par at 5 % on 2 threads, 0.6× at 30 %)
@@ -105,8 +104,8 @@ class RuntimeConfig:
     native_conv_crossover: float = 0.30  # C_in·C_out ≥ 512: 1.5–5× dense at 30 %
     native_conv_full_width: int = 512
     native_conv_min_crossover: float = 0.12  # but at least this (the scatter kernel: 1 → 15 channels 1.1× at 10 %)
-    native_small_macs: int = 1 << 22  # a linear call whose dense product is smaller runs compiled at any density
-    # (T·B = 128, 1 thread, at 50 %: 300 → 10 1.08×, 2048 → 10 0.99× dense); the kernel then counts the events
+    native_linear_full_outputs: int = 64  # and by √(O / this) for fewer outputs O (the dense product of a
+    # 10-way readout is cheap: 300 → 10 and 2048 → 10 at par near 10 %, 0.5–0.6× at 30 %)
 
 
 @dataclass
@@ -246,7 +245,8 @@ class EventRuntime:
         outputs, fan_in = int(w.shape[0]), int(w.shape[1])
         if native:
             if node.op == "linear":
-                crossover = cfg.native_linear_crossover * min(1.0, (cfg.native_linear_rows / fan_in) ** 0.5)
+                crossover = cfg.native_linear_crossover * min(1.0, cfg.native_linear_rows / fan_in) ** 0.5 \
+                    * min(1.0, outputs / cfg.native_linear_full_outputs) ** 0.5
             else:
                 width = min(1.0, fan_in * outputs / cfg.native_conv_full_width)
                 crossover = max(cfg.native_conv_min_crossover, cfg.native_conv_crossover * width**0.5)
@@ -286,20 +286,14 @@ class EventRuntime:
             return split_steps(y, (t, b))
         flat = xb  # the events as bool from here on (the dense method converts them back)
         native = self.native_on(flat.device) and self._fits_native(node, lay, flat)
-        dense_macs = self._dense_macs(node, lay, flat)
-        if native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
-                and dense_macs < self.config.native_small_macs:  # the kernel counts the events itself
-            y, acc = self._run_native(node, lay, flat, False)
-            method, events = METHOD_NATIVE, acc // int(f.weight.shape[0])
+        build = builder_for(flat.device, self.config.indices)
+        events = build.count(flat)
+        density = events / max(flat.numel(), 1)
+        method = self.choose(node, lay, density, self._dense_macs(node, lay, flat), native)
+        if native and method in (METHOD_NATIVE, METHOD_INT):
+            y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
         else:
-            build = builder_for(flat.device, self.config.indices)
-            events = build.count(flat)
-            density = events / max(flat.numel(), 1)
-            method = self.choose(node, lay, density, dense_macs, native)
-            if native and method in (METHOD_NATIVE, METHOD_INT):
-                y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
-            else:
-                y, acc = self._run_binary(node, lay, flat, method, events, density, build)
+            y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.events += events
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
