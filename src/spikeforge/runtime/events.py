@@ -104,8 +104,8 @@ class RuntimeConfig:
     native_conv_crossover: float = 0.30  # C_in·C_out ≥ 512: 1.5–5× dense at 30 %
     native_conv_full_width: int = 512
     native_conv_min_crossover: float = 0.12  # but at least this (the scatter kernel: 1 → 15 channels 1.1× at 10 %)
-    native_linear_full_outputs: int = 64  # and by √(O / this) for fewer outputs O (the dense product of a
-    # 10-way readout is cheap: 300 → 10 and 2048 → 10 at par near 10 %, 0.5–0.6× at 30 %)
+    # (no scaling by outputs: a 10-way readout's kernel is at par with `F.linear` near 10 % and 0.5–0.6× at 30 %,
+    # but the runtime's dense path also turns the bool spikes into floats: measured in place it is 0.4–0.5× at 10 %)
 
 
 @dataclass
@@ -245,8 +245,7 @@ class EventRuntime:
         outputs, fan_in = int(w.shape[0]), int(w.shape[1])
         if native:
             if node.op == "linear":
-                crossover = cfg.native_linear_crossover * min(1.0, cfg.native_linear_rows / fan_in) ** 0.5 \
-                    * min(1.0, outputs / cfg.native_linear_full_outputs) ** 0.5
+                crossover = cfg.native_linear_crossover * min(1.0, cfg.native_linear_rows / fan_in) ** 0.5
             else:
                 width = min(1.0, fan_in * outputs / cfg.native_conv_full_width)
                 crossover = max(cfg.native_conv_min_crossover, cfg.native_conv_crossover * width**0.5)
