@@ -158,13 +158,18 @@ def test_without_a_compiler_auto_warns_once_and_runs_the_torch_kernels(fresh_nat
         EventRuntime(graph, config=RuntimeConfig(kernel="native")).run(x)
 
 
-@needs_compiler
-def test_a_failed_compile_names_the_error_and_leaves_no_file(fresh_native: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+@pytest.fixture
+def broken_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The kernels' source replaced by a file that does not compile."""
     broken = tmp_path / "src" / "events.c"
     broken.parent.mkdir()
     broken.write_text("int64_t linear_f64(void) { return undefined_name; }\n")
     monkeypatch.setattr(native, "SOURCE", broken)
+    return broken
+
+
+@needs_compiler
+def test_a_failed_compile_names_the_error_and_leaves_no_file(fresh_native: Path, broken_source: Path) -> None:
     with pytest.raises(native.NativeUnavailable, match=r"compiling events\.c with .* failed: .*error"):
         native.load()
     assert not list(fresh_native.glob("*.so")) and not list(fresh_native.glob("*.tmp"))
@@ -237,12 +242,8 @@ def test_the_torch_integer_path_equals_the_compiled_one() -> None:
 
 
 @needs_compiler
-def test_a_failed_build_is_not_retried_by_the_next_process(fresh_native: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
-    broken = tmp_path / "src" / "events.c"
-    broken.parent.mkdir()
-    broken.write_text("int64_t linear_f64(void) { return undefined_name; }\n")
-    monkeypatch.setattr(native, "SOURCE", broken)
+def test_a_failed_build_is_not_retried_by_the_next_process(fresh_native: Path, broken_source: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(native.NativeUnavailable):
         native.build()
     assert list(fresh_native.glob("*.failed"))

@@ -55,9 +55,11 @@ from ..reparam.ops import (
     unit_accumulations,
 )
 from ..reparam.synapse import FoldedSynapse, folded
-from . import native as native_kernels
 from .indices import ConvGeometry, IndexBuilder, builder_for, conv_geometry
 from .kernels import event_conv, event_linear, weight_tiles
+from .native import NativeUnavailable, TiledWeights, fits, load, tiled
+from .native import conv as native_conv
+from .native import linear as native_linear
 from .report import LayerCount, RuntimeReport
 
 F64 = torch.float64
@@ -120,13 +122,13 @@ class _Layer:
     int_bias_map: torch.Tensor | None = None
     geom: ConvGeometry | None = None
     tiles: list[torch.Tensor] | None = None  # linear: column tiles of Wᵀ for the sparse product
-    native: dict[bool, native_kernels.TiledWeights] = field(default_factory=dict)  # by integer: the C kernels' tiles
+    native: dict[bool, TiledWeights] = field(default_factory=dict)  # by integer: the C kernels' tiles
 
-    def native_weights(self, integer: bool) -> native_kernels.TiledWeights:
+    def native_weights(self, integer: bool) -> TiledWeights:
         if integer not in self.native:
             rows, bias = (self.int_rows, self.int_bias) if integer else (self.rows, self.syn.bias)
             assert rows is not None
-            self.native[integer] = native_kernels.tiled(rows.reshape(-1, rows.shape[-1]), bias)
+            self.native[integer] = tiled(rows.reshape(-1, rows.shape[-1]), bias)
         return self.native[integer]
 
 
@@ -200,8 +202,8 @@ class EventRuntime:
                 raise ValueError(f"the compiled event kernels run on the CPU, not on {device}")
             return False
         try:
-            native_kernels.load()
-        except native_kernels.NativeUnavailable as err:
+            load()
+        except NativeUnavailable as err:
             if kernel == "native" or self.config.method == METHOD_NATIVE:
                 raise
             if not _warned_native:
@@ -310,9 +312,9 @@ class EventRuntime:
     def _fits_native(self, node: Node, lay: _Layer, flat: torch.Tensor) -> bool:
         """Whether this call's per-row sizes fit the compiled kernels' int32 indices (else the torch kernels)."""
         if node.op == "linear":
-            return native_kernels.fits(int(flat.shape[1]))
+            return fits(int(flat.shape[1]))
         geom = self._geometry(lay, flat)
-        return native_kernels.fits(int(flat[0].numel()), geom.out_hw[0] * geom.out_hw[1] * geom.taps)
+        return fits(int(flat[0].numel()), geom.out_hw[0] * geom.out_hw[1] * geom.taps)
 
     @staticmethod
     def _dense_macs(node: Node, lay: _Layer, flat: torch.Tensor) -> int:
@@ -363,10 +365,10 @@ class EventRuntime:
         weights = lay.native_weights(integer)
         threads = self._threads()
         if node.op == "linear":
-            y, events = native_kernels.linear(flat, weights, threads)
+            y, events = native_linear(flat, weights, threads)
             return (y.to(F64) if integer else y), events * weights.outputs
         f = lay.syn
-        y, pairs = native_kernels.conv(flat, weights, self._geometry(lay, flat), threads)
+        y, pairs = native_conv(flat, weights, self._geometry(lay, flat), threads)
         bias_map = lay.int_bias_map if integer else f.bias_map
         if bias_map is not None:
             y = y + bias_map
