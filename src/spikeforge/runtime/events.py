@@ -9,7 +9,8 @@ of :mod:`spikeforge.runtime.kernels`. Per synaptic node and call the runtime pic
               accumulate in int64 (``scatter``), exact, no float reassociation; the sum is
               converted to float64 once (exact below 2⁵³)
     native    on CPU, with the compiled kernels (:mod:`spikeforge.runtime.native`, ``RuntimeConfig.kernel``):
-              input density ρ = events / inputs ≤ the native crossover of the op (``native_*`` fields).
+              input density ρ = events / inputs ≤ the native crossover of the op (``native_*`` fields), or
+              a small linear call (dense product < native_small_macs) at any density, counted by the kernel.
               Integer layers use the int64 variant of the same kernels (still reported as ``int``).
     sparse    without them (``kernel = "torch"``, a GPU, or no C compiler): ρ ≤ crossover(op) (scaled
               down for narrow layers: linear by O / linear_full_outputs, conv by C_in·C_out / conv_full_width,
@@ -106,8 +107,10 @@ class RuntimeConfig:
     native_conv_crossover: float = 0.30  # C_in·C_out ≥ 512: 1.5–5× dense at 30 %
     native_conv_full_width: int = 512
     native_conv_min_crossover: float = 0.12  # but at least this (the scatter kernel: 1 → 15 channels 1.1× at 10 %)
-    # (no scaling by outputs: a 10-way readout's kernel is at par with `F.linear` near 10 % and 0.5–0.6× at 30 %,
-    # but the runtime's dense path also turns the bool spikes into floats: measured in place it is 0.4–0.5× at 10 %)
+    native_small_macs: int = 1 << 22  # a linear call whose dense product is smaller runs compiled at any density,
+    # its events counted by the kernel, not before it: a 10-way readout's kernel is at par with `F.linear` near
+    # 10 % and 0.5–0.6× at 30 %, but the runtime's dense path, which also turns the bool spikes into floats and
+    # counts them, measured 0.4–0.5× at 10 % and 0.3× at 30 % in place — the kernel is the faster choice throughout
 
 
 @dataclass
@@ -287,14 +290,20 @@ class EventRuntime:
             return split_steps(y, (t, b))
         flat = xb  # the events as bool from here on (the dense method converts them back)
         native = self.native_on(flat.device) and self._fits_native(node, lay, flat)
-        build = builder_for(flat.device, self.config.indices)
-        events = build.count(flat)
-        density = events / max(flat.numel(), 1)
-        method = self.choose(node, lay, density, self._dense_macs(node, lay, flat), native)
-        if native and method in (METHOD_NATIVE, METHOD_INT):
-            y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
+        dense_macs = self._dense_macs(node, lay, flat)
+        if native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
+                and dense_macs < self.config.native_small_macs:  # the kernel counts the events itself
+            y, acc = self._run_native(node, lay, flat, False)
+            method, events = METHOD_NATIVE, acc // int(f.weight.shape[0])
         else:
-            y, acc = self._run_binary(node, lay, flat, method, events, density, build)
+            build = builder_for(flat.device, self.config.indices)
+            events = build.count(flat)
+            density = events / max(flat.numel(), 1)
+            method = self.choose(node, lay, density, dense_macs, native)
+            if native and method in (METHOD_NATIVE, METHOD_INT):
+                y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
+            else:
+                y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.events += events
         count.accumulations += acc
         count.dense_macs += y.numel() * per_out
