@@ -37,27 +37,19 @@ typedef double VEC_f64_U __attribute__((vector_size(64), aligned(8)));
 typedef int64_t VEC_i64 __attribute__((vector_size(64)));
 typedef int64_t VEC_i64_U __attribute__((vector_size(64), aligned(8)));
 
-#define DEFINE_INIT(T, SUFFIX)                                                                  \
-    static inline void init_##SUFFIX(VEC_##SUFFIX *acc, int n, const T *bias) {               \
-        for (int j = 0; j < n; ++j) {                                                           \
-            if (bias) acc[j] = *(const VEC_##SUFFIX##_U *)(bias + j * LANES);                 \
-            else acc[j] = (VEC_##SUFFIX){0};                                                    \
-        }                                                                                       \
-    }
-DEFINE_INIT(double, f64)
-DEFINE_INIT(int64_t, i64)
-
-/* n vectors of the bias (or zeros) stored at dst (unaligned). */
-#define DEFINE_STORE(T, SUFFIX)                                                                 \
-    static inline void store_##SUFFIX(T *dst, int n, const T *bias) {                           \
-        VEC_##SUFFIX##_U *d = (VEC_##SUFFIX##_U *)dst;                                          \
+/* n vectors of the bias (or zeros) written to d: NAME_SUFFIX for register accumulators (init, VEC) or for
+ * rows in memory (store, VEC_U: unaligned). */
+#define DEFINE_FILL(T, SUFFIX, NAME, V)                                                         \
+    static inline void NAME##_##SUFFIX(V *d, int n, const T *bias) {                            \
         for (int j = 0; j < n; ++j) {                                                           \
             if (bias) d[j] = *(const VEC_##SUFFIX##_U *)(bias + j * LANES);                   \
             else d[j] = (VEC_##SUFFIX){0};                                                      \
         }                                                                                       \
     }
-DEFINE_STORE(double, f64)
-DEFINE_STORE(int64_t, i64)
+DEFINE_FILL(double, f64, init, VEC_f64)
+DEFINE_FILL(double, f64, store, VEC_f64_U)
+DEFINE_FILL(int64_t, i64, init, VEC_i64)
+DEFINE_FILL(int64_t, i64, store, VEC_i64_U)
 
 static inline void prefetch_row(const void *row, int64_t bytes) {
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)row + b, 0, 3);
@@ -114,9 +106,10 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
 /* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
 #define DEFINE_WIDTH(T, SUFFIX, TW)                                                                          \
     static void linear_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start, int64_t n, \
-                                       int64_t f, const T *restrict tiles, int64_t o, int64_t t0, int64_t t1, \
+                                       int64_t f, const T *restrict tiles, int64_t o,                        \
                                        const T *restrict bias, T *restrict out) {                            \
-        for (int64_t t = t0; t < t1; ++t) {                                                                  \
+        const int64_t n_tiles = (o + TW - 1) / TW;                                                           \
+        for (int64_t t = 0; t < n_tiles; ++t) {                                                              \
             const T *restrict base = tiles + t * f * TW;                                                     \
             const int64_t width = (o - t * TW) < TW ? (o - t * TW) : TW;                                     \
             for (int64_t r = 0; r < n; ++r) {                                                                \
@@ -133,16 +126,13 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         }                                                                                                    \
     }                                                                                                        \
                                                                                                              \
-    static int64_t conv_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,          \
-                                        const int32_t *restrict source, int64_t p, int64_t taps, int64_t c,  \
-                                        const T *restrict tiles, int64_t o, const T *restrict bias,          \
-                                        T *restrict out) {                                                   \
+    static void conv_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,             \
+                                     const int32_t *restrict source, int64_t p, int64_t taps, int64_t c,     \
+                                     const T *restrict tiles, int64_t o, const T *restrict bias,             \
+                                     T *restrict out) {                                                      \
         const int64_t n_tiles = (o + TW - 1) / TW;                                                           \
-        int64_t pairs = 0;                                                                                   \
         for (int64_t r = 0; r < p; ++r) {                                                                    \
             const int32_t *restrict src = source + r * taps;                                                 \
-            for (int64_t k = 0; k < taps; ++k)                                                               \
-                if (src[k] >= 0) pairs += start[src[k] + 1] - start[src[k]];                                 \
             for (int64_t t = 0; t < n_tiles; ++t) {                                                          \
                 const T *restrict base = tiles + t * taps * c * TW;                                          \
                 const int64_t width = (o - t * TW) < TW ? (o - t * TW) : TW;                                 \
@@ -160,24 +150,22 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                 memcpy(out + r * o + t * TW, acc, sizeof(T) * (size_t)width);                                \
             }                                                                                                \
         }                                                                                                    \
-        return pairs;                                                                                        \
     }                                                                                                        \
                                                                                                              \
-    static int64_t scatter_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,       \
-                                           int64_t hw, const int32_t *restrict inv_ptr,                      \
-                                           const int32_t *restrict inv, int64_t p, int64_t taps, int64_t c,  \
-                                           const T *restrict tiles, int64_t o, const T *restrict bias,       \
-                                           T *restrict acc, T *restrict out) {                               \
+    static void scatter_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,       \
+                                        int64_t hw, const int32_t *restrict inv_ptr,                         \
+                                        const int32_t *restrict inv, int64_t p, int64_t taps, int64_t c,     \
+                                        const T *restrict tiles, int64_t o, const T *restrict bias,          \
+                                        T *restrict acc, T *restrict out) {                                  \
         const int64_t n_tiles = (o + TW - 1) / TW, width = n_tiles * TW;                                     \
         T *sum = width == o ? out : acc;                                                                     \
         for (int64_t r = 0; r < p; ++r)                                                                      \
             for (int64_t t = 0; t < n_tiles; ++t)                                                            \
-                store_##SUFFIX(sum + r * width + t * TW, TW / LANES, bias ? bias + t * TW : NULL);           \
-        int64_t pairs = 0;                                                                                   \
+                store_##SUFFIX((VEC_##SUFFIX##_U *)(sum + r * width + t * TW), TW / LANES,                   \
+                               bias ? bias + t * TW : NULL);                                                 \
         for (int64_t q = 0; q < hw; ++q) {                                                                   \
             const int64_t e0 = start[q], e1 = start[q + 1];                                                  \
             if (e0 == e1) continue;                                                                          \
-            pairs += (e1 - e0) * (inv_ptr[q + 1] - inv_ptr[q]);                                              \
             for (int64_t s = inv_ptr[q]; s < inv_ptr[q + 1]; ++s) {                                          \
                 const int64_t r = inv[2 * s], k = inv[2 * s + 1];                                            \
                 for (int64_t t = 0; t < n_tiles; ++t) {                                                      \
@@ -192,7 +180,6 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         }                                                                                                    \
         if (sum != out)                                                                                      \
             for (int64_t r = 0; r < p; ++r) memcpy(out + r * o, sum + r * width, sizeof(T) * (size_t)o);     \
-        return pairs;                                                                                        \
     }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                             \
@@ -202,18 +189,18 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     DEFINE_WIDTH(T, SUFFIX, 64)                                                                              \
                                                                                                              \
     static int64_t linear_block_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f,                     \
-                                         const T *restrict tiles, int64_t o, int64_t tw, int64_t t0,         \
-                                         int64_t t1, const T *restrict bias, T *restrict out) {              \
+                                         const T *restrict tiles, int64_t o, int64_t tw,                     \
+                                         const T *restrict bias, T *restrict out) {                          \
         int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * f + 1));                                       \
         int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));                                          \
         if (!idx || !start) { free(idx); free(start); return -1; }                                           \
         start[0] = 0;                                                                                        \
         for (int64_t r = 0; r < n; ++r) start[r + 1] = start[r] + scan_events(x + r * f, f, idx + start[r]); \
         switch (tw) {                                                                                        \
-        case 8: linear_##SUFFIX##_8(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                   \
-        case 16: linear_##SUFFIX##_16(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
-        case 32: linear_##SUFFIX##_32(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
-        default: linear_##SUFFIX##_64(idx, start, n, f, tiles, o, t0, t1, bias, out); break;                 \
+        case 8: linear_##SUFFIX##_8(idx, start, n, f, tiles, o, bias, out); break;                   \
+        case 16: linear_##SUFFIX##_16(idx, start, n, f, tiles, o, bias, out); break;                 \
+        case 32: linear_##SUFFIX##_32(idx, start, n, f, tiles, o, bias, out); break;                 \
+        default: linear_##SUFFIX##_64(idx, start, n, f, tiles, o, bias, out); break;                 \
         }                                                                                                    \
         const int64_t total = start[n];                                                                      \
         free(idx);                                                                                           \
@@ -241,6 +228,7 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                 start[q + 1] = start[q] + scan_events(xm + q * c, c, idx + start[q]);                        \
                 reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]);                          \
             }                                                                                                \
+            pairs += reach;                                                                                  \
             int scatter = mode == MODE_SCATTER ||                                                            \
                 (mode == MODE_AUTO && reach * SCATTER_PAIR_COST < p * taps * GATHER_TAP_COST);                \
             if (scatter && width != o && !acc) {                                                             \
@@ -249,18 +237,18 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
             }                                                                                                \
             if (scatter) {                                                                                   \
                 switch (tw) {                                                                                \
-                case 8: pairs += scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break;   \
-                case 16: pairs += scatter_##SUFFIX##_16(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
-                case 32: pairs += scatter_##SUFFIX##_32(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
-                default: pairs += scatter_##SUFFIX##_64(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                case 8: scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break;   \
+                case 16: scatter_##SUFFIX##_16(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                case 32: scatter_##SUFFIX##_32(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                default: scatter_##SUFFIX##_64(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
                 }                                                                                            \
                 continue;                                                                                    \
             }                                                                                                \
             switch (tw) {                                                                                    \
-            case 8: pairs += conv_##SUFFIX##_8(idx, start, source, p, taps, c, tiles, o, bias, om); break;   \
-            case 16: pairs += conv_##SUFFIX##_16(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
-            case 32: pairs += conv_##SUFFIX##_32(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
-            default: pairs += conv_##SUFFIX##_64(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            case 8: conv_##SUFFIX##_8(idx, start, source, p, taps, c, tiles, o, bias, om); break;   \
+            case 16: conv_##SUFFIX##_16(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            case 32: conv_##SUFFIX##_32(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            default: conv_##SUFFIX##_64(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
             }                                                                                                \
         }                                                                                                    \
         free(idx);                                                                                           \
@@ -273,13 +261,12 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     /* (the process's libgomp: torch's pool when torch loaded it), or one block without OpenMP.           */ \
     int64_t linear_##SUFFIX(const uint8_t *x, int64_t n, int64_t f, const T *tiles, int64_t o, int64_t tw,   \
                             const T *bias, T *out, int64_t threads) {                                        \
-        const int64_t n_tiles = (o + tw - 1) / tw;                                                           \
         int64_t total = 0, failed = 0;                                                                       \
         PARALLEL_BLOCKS(threads, total, failed)                                                              \
         {                                                                                                    \
             BLOCK_RANGE(n, r0, r1);                                                                          \
-            const int64_t got = r1 > r0 ? linear_block_##SUFFIX(x + r0 * f, r1 - r0, f, tiles, o, tw, 0,     \
-                                                                n_tiles, bias, out + r0 * o) : 0;            \
+            const int64_t got = r1 > r0 ? linear_block_##SUFFIX(x + r0 * f, r1 - r0, f, tiles, o, tw, bias,  \
+                                                                out + r0 * o) : 0;                           \
             if (got < 0) failed += 1; else total += got;                                                     \
         }                                                                                                    \
         return failed ? -1 : total;                                                                          \
