@@ -181,8 +181,9 @@ class EventRuntime:
         kernel, method = self.config.kernel, self.config.method
         if kernel not in KERNELS:
             raise ValueError(f"event kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-        forced_other = method not in ("auto", METHOD_NATIVE)
-        if (method == METHOD_NATIVE and kernel == "torch") or (kernel == "native" and forced_other):
+        self._native_wanted = method in ("auto", METHOD_NATIVE) and kernel != "torch"
+        self._native_required = kernel == "native" or method == METHOD_NATIVE
+        if (method == METHOD_NATIVE and kernel == "torch") or (kernel == "native" and not self._native_wanted):
             raise ValueError(f"method {method!r} and kernel {kernel!r} contradict each other: the method 'native' "
                              "is the compiled kernels; kernel 'native' needs method 'auto' or 'native'")
 
@@ -197,17 +198,16 @@ class EventRuntime:
         return on
 
     def _native_check(self, device: torch.device) -> bool:
-        kernel = self.config.kernel
-        if kernel == "torch" or self.config.method not in ("auto", METHOD_NATIVE):
+        if not self._native_wanted:
             return False
         if device.type != "cpu":
-            if kernel == "native" or self.config.method == METHOD_NATIVE:
+            if self._native_required:
                 raise ValueError(f"the compiled event kernels run on the CPU, not on {device}")
             return False
         try:
             load()
         except NativeUnavailable as err:
-            if kernel == "native" or self.config.method == METHOD_NATIVE:
+            if self._native_required:
                 raise
             if not _warned_native:
                 _warn_native(err)
@@ -320,10 +320,7 @@ class EventRuntime:
 
     def _fits_native(self, node: Node, lay: _Layer, flat: torch.Tensor) -> bool:
         """Whether this call's per-row sizes fit the compiled kernels' int32 indices (else the torch kernels)."""
-        if node.op == "linear":
-            return fits(int(flat.shape[1]))
-        geom = self._geometry(lay, flat)
-        return fits(int(flat[0].numel()), geom.out_hw[0] * geom.out_hw[1] * geom.taps)
+        return fits(flat, None if node.op == "linear" else self._geometry(lay, flat))
 
     @staticmethod
     def _dense_macs(node: Node, lay: _Layer, flat: torch.Tensor) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -305,17 +306,18 @@ def tiled(rows: torch.Tensor, bias: torch.Tensor | None, width: int = 0) -> Tile
     return TiledWeights(tiles, b, width, int(o))
 
 
-def fits(*sizes: int) -> bool:
-    """Whether per-row sizes (linear: inputs; conv: H·W·C and output positions × taps) fit the kernels' int32
-    event indices."""
+def fits(x: torch.Tensor, geom: ConvGeometry | None = None) -> bool:
+    """Whether a call's per-row sizes fit the kernels' int32 event indices: linear ``x [N, F]`` its inputs
+    ``F``; conv ``x [N, C, H, W]`` (with its ``geom``) ``H·W·C`` and output positions × taps."""
+    sizes = [int(x.shape[1])] if geom is None else [math.prod(x.shape[1:]), geom.out_hw[0] * geom.out_hw[1] * geom.taps]
     return all(s < INT32_LIMIT for s in sizes)
 
 
-def _spikes(x: torch.Tensor, *sizes: int) -> torch.Tensor:
+def _spikes(x: torch.Tensor, geom: ConvGeometry | None = None) -> torch.Tensor:
     """``x`` as one byte per element on the CPU (bool/uint8 as is, anything else compared with 0)."""
     if x.device.type != "cpu":
         raise ValueError(f"the compiled event kernels run on the CPU, not on {x.device}")
-    if not fits(*sizes):
+    if not fits(x, geom):
         raise ValueError(f"an input of shape {tuple(x.shape)} is too large for the compiled event kernels' int32 "
                          "event indices")
     return x if x.dtype in (torch.bool, torch.uint8) else x != 0
@@ -326,7 +328,7 @@ def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[t
     OpenMP threads (fewer for small calls), each scanning its rows and summing every tile: every sum runs in
     event order whatever the split."""
     n, f = xb.shape
-    xb = _spikes(xb, f)
+    xb = _spikes(xb)
     if f != weights.rows:
         raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
     tw = weights.tiles
@@ -353,7 +355,7 @@ def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: i
     few per position) or ``auto`` (chosen per image by the C file's cost rule)."""
     n, c, h, w = xb.shape
     ho, wo = geom.out_hw
-    xb = _spikes(xb, h * w * c, ho * wo * geom.taps)
+    xb = _spikes(xb, geom)
     if geom.taps * c != weights.rows:
         raise ValueError(f"conv layer of {weights.rows} (tap, channel) rows got {geom.taps} taps × {c} channels")
     if tuple(geom.in_hw) != (h, w):
