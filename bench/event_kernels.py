@@ -3,7 +3,8 @@
 For each layer shape and input density: the time of ``F.linear``/``F.conv2d`` on float 0/1 spikes
 (what the dense executor does) divided by the time of the compiled kernel (:mod:`spikeforge.runtime.native`)
 and by the time of torch's CSR path (:mod:`spikeforge.runtime.kernels`, ``RuntimeConfig(kernel="torch")``),
-best of ``--repeats`` calls after one warm-up, ``T·B = --rows`` rows of Bernoulli spikes. The outputs are
+timed side by side (``common.time_interleaved``: one call of each per round, rotating order, one warm-up;
+the median of the ``--repeats`` per-round ratios), ``T·B = --rows`` rows of Bernoulli spikes. The outputs are
 checked against the dense product (≤ 1e-9). These ratios set ``RuntimeConfig``'s ``native_*`` crossovers.
 
     python bench/event_kernels.py [--threads N] [--rows 128] [--repeats 9] [--rates 0.01 0.1 0.3]
@@ -12,13 +13,13 @@ checked against the dense product (≤ 1e-9). These ratios set ``RuntimeConfig``
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from common import load_average, time_interleaved
 
 from spikeforge.runtime import native
 from spikeforge.runtime.indices import conv_geometry
@@ -30,20 +31,13 @@ TOLERANCE = 1e-9
 TILE_FROM = 0.02  # the torch linear path's column tiles from this density (RuntimeConfig.linear_tile_density)
 
 
-def best(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+CPU = torch.device("cpu")
 
 
-def ratios(repeats: int, dense: Callable[[], Any], *events: Callable[[], Any]) -> str:
-    """``dense time / event time`` for each event kernel, ``" / "``-joined."""
-    t = best(dense, repeats)
-    return " / ".join(f"{t / best(fn, repeats):.2f}×" for fn in events)
+def ratios(repeats: int, dense: Callable[[], Any], compiled: Callable[[], Any], csr: Callable[[], Any]) -> str:
+    """``dense time / compiled time`` and ``dense time / CSR time`` (median of the per-round ratios)."""
+    timing = time_interleaved({"dense": dense, "compiled": compiled, "csr": csr}, CPU, warmup=1, repeats=repeats)
+    return " / ".join(f"{timing.ratio(col, 'dense')[0]:.2f}×" for col in ("compiled", "csr"))
 
 
 def _agree(y: torch.Tensor, ref: torch.Tensor, what: str) -> None:
@@ -98,7 +92,8 @@ def main() -> None:
     args.threads = torch.get_num_threads()
     kernels = native.load()
     gen = torch.Generator().manual_seed(0)
-    print(f"{args.threads} threads, {args.rows} rows, best of {args.repeats}, float64; compiled kernels "
+    print(f"{args.threads} threads, {args.rows} rows, median of {args.repeats} interleaved rounds, float64, load "
+          f"{load_average()}; compiled kernels "
           f"{kernels.path.name} (OpenMP: {kernels.openmp}); cells: dense / compiled and dense / torch CSR\n")
     print("| layer | " + " | ".join(f"{r:.0%}" for r in args.rates) + " |")
     print("|---|" + "---:|" * len(args.rates))
