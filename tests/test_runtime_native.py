@@ -70,6 +70,7 @@ def test_int64_sums_are_exact() -> None:
 CONVS = [  # (C, O, H, W, kernel, stride, padding, dilation)
     (1, 15, 9, 9, 3, 1, 1, 1), (5, 16, 8, 7, 3, 2, 1, 1), (20, 70, 6, 6, 3, 1, 0, 1), (3, 8, 10, 10, 5, 1, 2, 2),
     (7, 3, 5, 5, 1, 1, 0, 1), (16, 64, 8, 8, 4, 2, 1, 1), (70, 20, 4, 5, 3, 1, 1, 1),  # 70: the 64-byte scan
+    (2, 3, 3, 3, 3, 1, 0, 1),  # 1×1 outputs of 3 channels: a whole 8-wide store spans the next images' rows
 ]
 
 
@@ -265,3 +266,49 @@ def test_a_shared_temporary_folder_is_not_trusted(monkeypatch: pytest.MonkeyPatc
         native._private_tmp()
     folder.chmod(0o700)
     assert native._private_tmp() == folder
+
+
+@needs_compiler
+def test_a_bound_kernel_equals_the_checked_call_and_refuses_other_inputs() -> None:
+    gen = torch.Generator().manual_seed(11)
+    w = torch.randn(300, 10, dtype=torch.float64, generator=gen)
+    tiled = native.tiled(w, torch.randn(10, dtype=torch.float64, generator=gen))
+    x = _spikes((12, 300), 0.1, 4)
+    bound = native.bind_linear(tiled, x.shape, 2)
+    for _ in range(2):  # the same pointers serve every call
+        y, events = bound(x)
+        assert torch.equal(y, native.linear(x, tiled, 2)[0]) and events == int(x.sum())
+    assert torch.equal(bound(x.t().contiguous().t())[0], y)  # a strided view is copied, not misread
+    for bad, why in ((x[:5], r"shape \(12, 300\), got torch.bool \(5, 300\)"), (x.double(), "got torch.float64")):
+        with pytest.raises(ValueError, match=why):
+            bound(bad)
+    with pytest.raises(ValueError, match=r"spikes are \[N, F\], got shape \(12, 3, 100\)"):
+        native.bind_linear(tiled, (12, 3, 100))
+    geom = conv_geometry((6, 6), (3, 3), [1, 1], [1, 1], [1, 1], torch.device("cpu"))
+    table = native.tiled(torch.randn(9 * 4, 5, dtype=torch.float64, generator=gen), None)
+    xc = _spikes((3, 4, 6, 6), 0.2, 5)
+    conv = native.bind_conv(table, geom, xc.shape, 1, "scatter")
+    assert torch.equal(conv(xc)[0], native.conv(xc, table, geom, 1, "scatter")[0])
+    with pytest.raises(ValueError, match=r"shape \(3, 4, 6, 6\), got torch.bool \(2, 4, 6, 6\)"):
+        conv(xc[:2])
+    with pytest.raises(ValueError, match="conv mode must be one of auto, gather, scatter, got 'fast'"):
+        native.bind_conv(table, geom, xc.shape, 1, "fast")
+
+
+@needs_compiler
+def test_the_runtime_plans_per_input_layout_and_rebinds_when_the_threads_change() -> None:
+    model, shape = make_hybrid("sdsnn", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    runtime, dense = EventRuntime(graph), ConvertedModel(graph)
+    threads = torch.get_num_threads()
+    try:
+        for batch, n in ((4, 1), (3, 1), (4, 2)):  # a smaller batch is a new layout; new thread counts rebind
+            torch.set_num_threads(n)
+            x = random_input(shape, seed=batch, b=batch)
+            torch.testing.assert_close(runtime.run(x)[0], dense(x), rtol=0, atol=1e-9)
+    finally:
+        torch.set_num_threads(threads)
+    layouts = {key[1][0] for key in runtime._calls}  # noqa: SLF001 - the plans' input shapes
+    assert {int(s[1]) for s in layouts} == {3, 4}
+    bound = {k for call in runtime._calls.values() for k in call.kernels}  # noqa: SLF001
+    assert {t for _, t in bound} == {1, 2}

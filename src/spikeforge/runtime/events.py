@@ -58,9 +58,7 @@ from ..reparam.ops import (
 from ..reparam.synapse import FoldedSynapse, folded
 from .indices import ConvGeometry, IndexBuilder, builder_for, conv_geometry
 from .kernels import event_conv, event_linear, weight_tiles
-from .native import NativeUnavailable, TiledWeights, fits, load, tiled
-from .native import conv as native_conv
-from .native import linear as native_linear
+from .native import Kernel, NativeUnavailable, TiledWeights, bind_conv, bind_linear, fits, load, tiled
 from .report import LayerCount, RuntimeReport
 
 F64 = torch.float64
@@ -135,6 +133,22 @@ class _Layer:
         return self.native[integer]
 
 
+@dataclass
+class _Call:
+    """What every call of one synaptic node with one input layout (shapes, strides, dtypes, device) shares,
+    found on the first such call: the per-call path then runs the kernel and the counts only."""
+
+    lay: _Layer
+    hwc: tuple[int, int, int] | None  # a linear layer read from channels-last spikes
+    mixed: bool  # inputs of several dtypes: converted to float64 first
+    spikes_only: bool  # every input is a spiking node's output (binary by construction)
+    native: bool  # the compiled kernels run these calls (CPU, and the per-row sizes fit their int32 indices)
+    small: bool  # a small float linear call: compiled at any density, its events counted by the kernel
+    dense_macs: int  # of the dense product (conv: an estimate, see EventRuntime._dense_macs)
+    per_out: int  # weights per output
+    kernels: dict[tuple[bool, int], Kernel] = field(default_factory=dict)  # by (integer, threads): bound kernels
+
+
 def _integral(t: torch.Tensor | None) -> bool:
     return t is None or bool(torch.isfinite(t).all() and torch.equal(t, t.round()))
 
@@ -175,6 +189,7 @@ class EventRuntime:
         self.device = torch.device(device) if device is not None else None
         self._layers: dict[str, _Layer] = {}
         self._ops = {n.name: n.op for n in graph.nodes}
+        self._calls: dict[tuple[object, ...], _Call] = {}
         self._pool: ThreadPoolExecutor | None = None  # the threads of the sparse products (made on first use)
         self._pool_size = 0
         self._native: dict[str, bool] = {}  # by device type: whether the compiled kernels run there
@@ -265,50 +280,66 @@ class EventRuntime:
 
     def synaptic(self, node: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
         """One synaptic node over all rows ``[T, B, ...]`` of its inputs; adds to ``count``."""
+        key = (node.name, *[(x.shape, x.stride(), x.dtype, x.device) for x in xs])
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self._plan(node, xs)
         t, b = xs[0].shape[:2]
-        hwc = _channels_last_hwc(xs[0]) if node.op == "linear" and len(xs) == 1 else None
-        lay = self._layer(node, xs[0].device, hwc)
+        lay = call.lay
         f = lay.syn
-        if len({x.dtype for x in xs}) > 1:
-            xs = [x.to(F64) for x in xs]
-        x = xs[0].permute(0, 1, 3, 4, 2).flatten(2) if hwc else concat_inputs(xs, flatten=node.op == "linear")
-        if node.op == "conv":
-            x = crop_input(x, f.crop)
-        flat = x.flatten(0, 1)
-        per_out = int(f.weight[0].numel())
+        flat = self._flat(node, call.hwc, lay, [x.to(F64) for x in xs] if call.mixed else xs)
         count.inputs += flat.numel()
-        spikes_only = all(self._ops[i] in SPIKING_OPS for i in node.inputs)  # binary by construction
-        xb = flat if flat.dtype == torch.bool else flat.ne(0)
-        if not (xb is flat or spikes_only or torch.equal(xb, flat.eq(1))):  # analog: dense MACs
-            count.events += int(xb.sum())
-            y = F.linear(flat, f.weight, f.bias) if node.op == "linear" else \
-                F.conv2d(flat, f.weight, f.bias, f.stride, f.padding, f.dilation)
-            y = y if f.bias_map is None else y + f.bias_map
-            count.macs += y.numel() * per_out
-            count.dense_macs += y.numel() * per_out
-            count.used(METHOD_ANALOG)
-            return split_steps(y, (t, b))
-        flat = xb  # the events as bool from here on (the dense method converts them back)
-        native = self.native_on(flat.device) and self._fits_native(node, lay, flat)
-        dense_macs = self._dense_macs(node, lay, flat)
-        if native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
-                and dense_macs < self.config.native_small_macs:  # the kernel counts the events itself
-            y, acc = self._run_native(node, lay, flat, False)
+        if flat.dtype != torch.bool:
+            xb = flat.ne(0)
+            if not (call.spikes_only or torch.equal(xb, flat.eq(1))):  # analog: dense MACs
+                count.events += int(xb.sum())
+                y = F.linear(flat, f.weight, f.bias) if node.op == "linear" else \
+                    F.conv2d(flat, f.weight, f.bias, f.stride, f.padding, f.dilation)
+                y = y if f.bias_map is None else y + f.bias_map
+                count.macs += y.numel() * call.per_out
+                count.dense_macs += y.numel() * call.per_out
+                count.used(METHOD_ANALOG)
+                return split_steps(y, (t, b))
+            flat = xb  # the events as bool from here on (the dense method converts them back)
+        if call.small:  # the kernel counts the events itself
+            y, acc = self._run_native(node, call, flat, False)
             method, events = METHOD_NATIVE, acc // int(f.weight.shape[0])
         else:
             build = builder_for(flat.device, self.config.indices)
             events = build.count(flat)
             density = events / max(flat.numel(), 1)
-            method = self.choose(node, lay, density, dense_macs, native)
-            if native and method in (METHOD_NATIVE, METHOD_INT):
-                y, acc = self._run_native(node, lay, flat, method == METHOD_INT)
+            method = self.choose(node, lay, density, call.dense_macs, call.native)
+            if call.native and method in (METHOD_NATIVE, METHOD_INT):
+                y, acc = self._run_native(node, call, flat, method == METHOD_INT)
             else:
                 y, acc = self._run_binary(node, lay, flat, method, events, density, build)
         count.events += events
         count.accumulations += acc
-        count.dense_macs += y.numel() * per_out
+        count.dense_macs += y.numel() * call.per_out
         count.used(method)
         return split_steps(y, (t, b))
+
+    @staticmethod
+    def _flat(node: Node, hwc: tuple[int, int, int] | None, lay: _Layer, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The inputs ``[T, B, ...]`` as one ``[T·B, ...]`` (concatenated, flattened for a linear layer, cropped
+        for a conv)."""
+        x = xs[0].permute(0, 1, 3, 4, 2).flatten(2) if hwc else concat_inputs(xs, flatten=node.op == "linear")
+        if node.op == "conv":
+            x = crop_input(x, lay.syn.crop)
+        return x.flatten(0, 1)
+
+    def _plan(self, node: Node, xs: list[torch.Tensor]) -> _Call:
+        """The layout-dependent decisions of :meth:`synaptic` for these inputs, made once per layout."""
+        hwc = _channels_last_hwc(xs[0]) if node.op == "linear" and len(xs) == 1 else None
+        lay = self._layer(node, xs[0].device, hwc)
+        mixed = len({x.dtype for x in xs}) > 1
+        flat = self._flat(node, hwc, lay, [x.to(F64) for x in xs] if mixed else xs)
+        native = self.native_on(flat.device) and self._fits_native(node, lay, flat)
+        dense_macs = self._dense_macs(node, lay, flat)
+        small = native and node.op == "linear" and self.config.method == "auto" and not lay.integer \
+            and dense_macs < self.config.native_small_macs
+        spikes_only = all(self._ops[i] in SPIKING_OPS for i in node.inputs)  # binary by construction
+        return _Call(lay, hwc, mixed, spikes_only, native, small, dense_macs, int(lay.syn.weight[0].numel()))
 
     def _geometry(self, lay: _Layer, flat: torch.Tensor) -> ConvGeometry:
         """The conv layer's geometry for this input size (made once per size)."""
@@ -366,19 +397,22 @@ class EventRuntime:
             self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="spikeforge-events"), threads
         return self._pool
 
-    def _run_native(self, node: Node, lay: _Layer, flat: torch.Tensor, integer: bool) -> tuple[torch.Tensor, int]:
-        """One call through the compiled kernels (float64, or int64 for an integer layer)."""
-        weights = lay.native_weights(integer)
-        threads = self._threads()
-        if node.op == "linear":
-            y, events = native_linear(flat, weights, threads)
-            return (y.to(F64) if integer else y), events * weights.outputs
-        f = lay.syn
-        y, pairs = native_conv(flat, weights, self._geometry(lay, flat), threads)
-        bias_map = lay.int_bias_map if integer else f.bias_map
-        if bias_map is not None:
-            y = y + bias_map
-        return (y.to(F64) if integer else y), pairs * weights.outputs
+    def _run_native(self, node: Node, call: _Call, flat: torch.Tensor, integer: bool) -> tuple[torch.Tensor, int]:
+        """One call through the compiled kernels (float64, or int64 for an integer layer), bound to this
+        layer and input shape on its first call."""
+        threads, lay = self._threads(), call.lay
+        kernel = call.kernels.get((integer, threads))
+        if kernel is None:
+            weights = lay.native_weights(integer)
+            kernel = call.kernels[integer, threads] = bind_linear(weights, flat.shape, threads) \
+                if node.op == "linear" else bind_conv(weights, self._geometry(lay, flat), flat.shape, threads)
+        y, found = kernel(flat)
+        outputs = int(lay.syn.weight.shape[0])
+        if node.op == "conv":
+            bias_map = lay.int_bias_map if integer else lay.syn.bias_map
+            if bias_map is not None:
+                y = y + bias_map
+        return (y.to(F64) if integer else y), found * outputs
 
     def _in_parts(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
                   flat: torch.Tensor) -> tuple[torch.Tensor, int]:

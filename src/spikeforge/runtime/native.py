@@ -309,8 +309,16 @@ def tiled(rows: torch.Tensor, bias: torch.Tensor | None, width: int = 0) -> Tile
 def fits(x: torch.Tensor, geom: ConvGeometry | None = None) -> bool:
     """Whether a call's per-row sizes fit the kernels' int32 event indices: linear ``x [N, F]`` its inputs
     ``F``; conv ``x [N, C, H, W]`` (with its ``geom``) ``H·W·C`` and output positions × taps."""
-    sizes = [int(x.shape[1])] if geom is None else [math.prod(x.shape[1:]), geom.out_hw[0] * geom.out_hw[1] * geom.taps]
+    return _fits(tuple(x.shape), geom)
+
+
+def _fits(shape: tuple[int, ...], geom: ConvGeometry | None) -> bool:
+    sizes = [int(shape[1])] if geom is None else [math.prod(shape[1:]), geom.out_hw[0] * geom.out_hw[1] * geom.taps]
     return all(s < INT32_LIMIT for s in sizes)
+
+
+def _too_large(shape: tuple[int, ...]) -> ValueError:
+    return ValueError(f"an input of shape {shape} is too large for the compiled event kernels' int32 event indices")
 
 
 def _spikes(x: torch.Tensor, geom: ConvGeometry | None = None) -> torch.Tensor:
@@ -318,30 +326,91 @@ def _spikes(x: torch.Tensor, geom: ConvGeometry | None = None) -> torch.Tensor:
     if x.device.type != "cpu":
         raise ValueError(f"the compiled event kernels run on the CPU, not on {x.device}")
     if not fits(x, geom):
-        raise ValueError(f"an input of shape {tuple(x.shape)} is too large for the compiled event kernels' int32 "
-                         "event indices")
+        raise _too_large(tuple(x.shape))
     return x if x.dtype in (torch.bool, torch.uint8) else x != 0
+
+
+Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # spikes -> (sums, events or (event, tap) pairs)
+SPIKE_BYTES = (torch.bool, torch.uint8)
+
+
+def _bound_check(xb: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """What a bound kernel's input must be: the C code reads its bytes as they lie in memory."""
+    if tuple(xb.shape) != shape or xb.dtype not in SPIKE_BYTES or xb.device.type != "cpu":
+        raise ValueError(f"this bound kernel takes CPU bool/uint8 spikes of shape {shape}, got {xb.dtype} "
+                         f"{tuple(xb.shape)} on {xb.device}")
+
+
+def bind_linear(weights: TiledWeights, shape: Sequence[int], threads: int = 1) -> Kernel:
+    """:func:`linear` for one layer and one input shape ``[N, F]``, its checks, pointers and thread split
+    found once: a runtime calling the same layer many times pays only the kernel and one output allocation."""
+    if len(shape) != 2:
+        raise ValueError(f"a linear layer's spikes are [N, F], got shape {tuple(shape)}")
+    n, f = (int(d) for d in shape)
+    if f != weights.rows:
+        raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
+    if not _fits((n, f), None):
+        raise _too_large((n, f))
+    tw = weights.tiles
+    fn, dtype, outputs, width = load().linear[tw.dtype], tw.dtype, weights.outputs, weights.width
+    parts = max(1, min(threads, n, n * f * weights.n_tiles // MIN_WORK_PER_THREAD))
+    tiles = tw.data_ptr()
+    bias = None if weights.bias is None else weights.bias.data_ptr()
+    want = (n, f)
+
+    def call(xb: torch.Tensor, _keep: TiledWeights = weights) -> tuple[torch.Tensor, int]:  # _keep: the tiles read
+        if xb.shape != want or xb.dtype not in SPIKE_BYTES or not xb.is_contiguous() or xb.device.type != "cpu":
+            _bound_check(xb, want)
+            xb = xb.contiguous()
+        out = torch.empty(n, outputs, dtype=dtype)
+        return out, _checked(fn(xb.data_ptr(), n, f, tiles, outputs, width, bias, out.data_ptr(), parts))
+
+    return call
 
 
 def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[torch.Tensor, int]:
     """``xb [N, F]`` bool → ``(y [N, O] = x·Wᵀ + bias, events)``; the rows are split between up to ``threads``
     OpenMP threads (fewer for small calls), each scanning its rows and summing every tile: every sum runs in
     event order whatever the split."""
-    n, f = xb.shape
     xb = _spikes(xb)
-    if f != weights.rows:
-        raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
-    tw = weights.tiles
-    fn = load().linear[tw.dtype]
-    xb = xb.contiguous()
-    out = torch.empty(n, weights.outputs, dtype=tw.dtype, device="cpu")
-    parts = max(1, min(threads, n, n * f * weights.n_tiles // MIN_WORK_PER_THREAD))
-    bias = None if weights.bias is None else weights.bias.data_ptr()
-    return out, _checked(fn(xb.data_ptr(), n, f, tw.data_ptr(), weights.outputs, weights.width, bias, out.data_ptr(),
-                            parts))
+    return bind_linear(weights, xb.shape, threads)(xb.contiguous())
 
 
 CONV_MODES = {"auto": 0, "gather": 1, "scatter": 2}
+
+
+def bind_conv(weights: TiledWeights, geom: ConvGeometry, shape: Sequence[int], threads: int = 1,
+              mode: str = "auto") -> Kernel:
+    """:func:`conv` for one layer, geometry and input shape ``[N, C, H, W]``, its checks and pointers found once."""
+    if len(shape) != 4:
+        raise ValueError(f"a conv layer's spikes are [N, C, H, W], got shape {tuple(shape)}")
+    n, c, h, w = (int(d) for d in shape)
+    ho, wo = geom.out_hw
+    if geom.taps * c != weights.rows:
+        raise ValueError(f"conv layer of {weights.rows} (tap, channel) rows got {geom.taps} taps × {c} channels")
+    if tuple(geom.in_hw) != (h, w):
+        raise ValueError(f"conv geometry for {tuple(geom.in_hw)} inputs got {(h, w)}")
+    if not _fits((n, c, h, w), geom):
+        raise _too_large((n, c, h, w))
+    if mode not in CONV_MODES:
+        raise ValueError(f"conv mode must be one of {', '.join(CONV_MODES)}, got {mode!r}")
+    tw = weights.tiles
+    fn, dtype, outputs, width = load().conv[tw.dtype], tw.dtype, weights.outputs, weights.width
+    src, (inv_ptr, inv) = geom.source32(), geom.inverse32()
+    parts = max(1, min(threads, n, n * (h * w * c + ho * wo * outputs) // MIN_WORK_PER_THREAD))
+    pointers = (src.data_ptr(), ho * wo, geom.taps, inv_ptr.data_ptr(), inv.data_ptr(), tw.data_ptr(), outputs,
+                width, CONV_MODES[mode], None if weights.bias is None else weights.bias.data_ptr())
+    want = (n, c, h, w)
+
+    def call(xb: torch.Tensor, _keep: tuple[object, ...] = (weights, src, inv_ptr, inv)) -> tuple[torch.Tensor, int]:
+        if xb.shape != want or xb.dtype not in SPIKE_BYTES or xb.device.type != "cpu":
+            _bound_check(xb, want)
+        x = xb.permute(0, 2, 3, 1).contiguous()  # a view when the spikes are channels-last already
+        out = torch.empty(n, ho, wo, outputs, dtype=dtype)
+        pairs = fn(x.data_ptr(), n, h * w, c, *pointers, out.data_ptr(), parts)
+        return out.permute(0, 3, 1, 2), _checked(pairs)
+
+    return call
 
 
 def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: int = 1,
@@ -353,21 +422,5 @@ def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: i
     ``mode``: per image, ``gather`` (each output position sums the events its taps read, in registers),
     ``scatter`` (each event adds its weight rows to the outputs its taps reach: cheaper when events are
     few per position) or ``auto`` (chosen per image by the C file's cost rule)."""
-    n, c, h, w = xb.shape
-    ho, wo = geom.out_hw
     xb = _spikes(xb, geom)
-    if geom.taps * c != weights.rows:
-        raise ValueError(f"conv layer of {weights.rows} (tap, channel) rows got {geom.taps} taps × {c} channels")
-    if tuple(geom.in_hw) != (h, w):
-        raise ValueError(f"conv geometry for {tuple(geom.in_hw)} inputs got {(h, w)}")
-    tw = weights.tiles
-    fn = load().conv[tw.dtype]
-    x = xb.permute(0, 2, 3, 1).contiguous()  # a view when the spikes are channels-last already
-    src = geom.source32()
-    inv_ptr, inv = geom.inverse32()
-    out = torch.empty(n, ho, wo, weights.outputs, dtype=tw.dtype, device="cpu")
-    parts = max(1, min(threads, n, n * (h * w * c + ho * wo * weights.outputs) // MIN_WORK_PER_THREAD))
-    bias = None if weights.bias is None else weights.bias.data_ptr()
-    pairs = fn(x.data_ptr(), n, h * w, c, src.data_ptr(), ho * wo, geom.taps, inv_ptr.data_ptr(), inv.data_ptr(),
-               tw.data_ptr(), weights.outputs, weights.width, CONV_MODES[mode], bias, out.data_ptr(), parts)
-    return out.permute(0, 3, 1, 2), _checked(pairs)
+    return bind_conv(weights, geom, xb.shape, threads, mode)(xb)

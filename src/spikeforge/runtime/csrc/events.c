@@ -70,30 +70,42 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     const int64_t b = (n)
 #endif
 
-/* The indices of the nonzero bytes of x[0..len), written to idx (room for len entries); returns how many.
- * 64 bytes at a time: skipped when all zero, else packed into a 64-bit mask whose set bits are listed with
- * count-trailing-zeros, one step per event. Packing, per 8-byte word: NONZERO_BYTES sets the top bit of
- * each nonzero byte; shifted down to bit 0 of its byte, the multiply by PACK_BYTES gathers those bits into
- * the word's top byte (bit j = byte j, no carries: the partial products land on distinct bits). The tail
- * goes byte by byte, branch-free. Big-endian hosts use the byte loop throughout. */
+/* Listing the nonzero bytes of spikes. 64 bytes at a time, skipped when all zero, else packed into a 64-bit
+ * mask whose set bits are listed with count-trailing-zeros, one step per event. Packing, per 8-byte word:
+ * NONZERO_BYTES sets the top bit of each nonzero byte; shifted down to bit 0 of its byte, the multiply by
+ * PACK_BYTES gathers those bits into the word's top byte (bit j = byte j, no carries: the partial products
+ * land on distinct bits). Big-endian hosts use the byte loop throughout. */
 #define LOW7 0x7F7F7F7F7F7F7F7FULL
 #define HIGH1 0x8080808080808080ULL
 #define NONZERO_BYTES(w) (((((w) & LOW7) + LOW7) | (w)) & HIGH1)
 #define PACK_BYTES 0x0102040810204080ULL
-static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
-    int64_t k = 0, i = 0;
+#define BYTE_MASK(w) (((NONZERO_BYTES(w) >> 7) * PACK_BYTES) >> 56)
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_HOST 1
+#else
+#define LITTLE_ENDIAN_HOST 0
+#endif
+#define SHORT_ROW 64 /* rows shorter than a block are listed in one pass over all of them (scan_short) */
+
+/* The indices of the nonzero bytes of one row x[0..len), written to idx; returns how many. Blocks of 64,
+ * then words of 8, then single bytes (branch-free). */
+static int64_t scan_row(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
+    int64_t k = 0, i = 0;
+#if LITTLE_ENDIAN_HOST
     for (; i + 64 <= len; i += 64) {
         uint64_t w[8], any = 0;
         memcpy(w, x + i, 64);
         for (int j = 0; j < 8; ++j) any |= w[j];
         if (!any) continue;
         uint64_t mask = 0;
-        for (int j = 0; j < 8; ++j) mask |= (((NONZERO_BYTES(w[j]) >> 7) * PACK_BYTES) >> 56) << (8 * j);
-        while (mask) {
+        for (int j = 0; j < 8; ++j) mask |= BYTE_MASK(w[j]) << (8 * j);
+        for (; mask; mask &= mask - 1) idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
+    }
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, x + i, 8);
+        for (uint64_t mask = w ? BYTE_MASK(w) : 0; mask; mask &= mask - 1)
             idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
-            mask &= mask - 1;
-        }
     }
 #endif
     for (; i < len; ++i) {
@@ -101,6 +113,70 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
         k += x[i] != 0;
     }
     return k;
+}
+
+/* Short rows (len < SHORT_ROW: a conv's channels at one position) in one pass over the whole block, each
+ * event's row found by walking the row ends forward (the events come in order). */
+static int64_t scan_short(const uint8_t *restrict x, int64_t rows, int64_t len, int32_t *restrict idx,
+                          int64_t *restrict start) {
+    const int64_t total = rows * len;
+    int64_t k = 0, i = 0, r = 0, row_end = len; /* events so far, byte, its row and the row's end */
+#define EMIT_EVENT(pos)                                                                                    \
+    do {                                                                                                   \
+        const int64_t at_ = (pos);                                                                         \
+        for (; at_ >= row_end; row_end += len) start[++r] = k;                                             \
+        idx[k++] = (int32_t)(at_ - (row_end - len));                                                       \
+    } while (0)
+#if LITTLE_ENDIAN_HOST
+    for (; i + 64 <= total; i += 64) {
+        uint64_t w[8], any = 0;
+        memcpy(w, x + i, 64);
+        for (int j = 0; j < 8; ++j) any |= w[j];
+        if (!any) continue;
+        uint64_t mask = 0;
+        for (int j = 0; j < 8; ++j) mask |= BYTE_MASK(w[j]) << (8 * j);
+        for (; mask; mask &= mask - 1) EMIT_EVENT(i + __builtin_ctzll(mask));
+    }
+#endif
+    for (; i < total; ++i)
+        if (x[i]) EMIT_EVENT(i);
+#undef EMIT_EVENT
+    while (r < rows) start[++r] = k;
+    return k;
+}
+
+/* The events of `rows` rows of `len` bytes each (x contiguous), row by row: idx[start[r] .. start[r+1]) the
+ * in-row indices of row r's nonzero bytes (idx has room for rows * len entries, start for rows + 1); returns
+ * their number. */
+static int64_t scan_rows(const uint8_t *restrict x, int64_t rows, int64_t len, int32_t *restrict idx,
+                         int64_t *restrict start) {
+    start[0] = 0;
+    if (len < SHORT_ROW) return scan_short(x, rows, len, idx, start);
+    for (int64_t r = 0; r < rows; ++r) start[r + 1] = start[r] + scan_row(x + r * len, len, idx + start[r]);
+    return start[rows];
+}
+
+/* A thread's event lists, kept between calls and grown when a call needs more (a fresh malloc of a few
+ * MiB per call costs its page faults every time); 0 on success, -1 when memory runs out. */
+typedef struct {
+    int32_t *idx;
+    int64_t *start;
+    int64_t idx_cap, start_cap;
+} EventLists;
+static _Thread_local EventLists thread_lists;
+static int reserve_lists(int64_t events, int64_t rows) {
+    EventLists *l = &thread_lists;
+    if (events > l->idx_cap) {
+        int32_t *idx = realloc(l->idx, sizeof(int32_t) * (size_t)events);
+        if (!idx) return -1;
+        l->idx = idx, l->idx_cap = events;
+    }
+    if (rows + 1 > l->start_cap) {
+        int64_t *start = realloc(l->start, sizeof(int64_t) * (size_t)(rows + 1));
+        if (!start) return -1;
+        l->start = start, l->start_cap = rows + 1;
+    }
+    return 0;
 }
 
 /* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
@@ -129,7 +205,7 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     static void conv_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,             \
                                      const int32_t *restrict source, int64_t p, int64_t taps, int64_t c,     \
                                      const T *restrict tiles, int64_t o, const T *restrict bias,             \
-                                     T *restrict out) {                                                      \
+                                     T *restrict out, const T *end) {                                           \
         const int64_t n_tiles = (o + TW - 1) / TW;                                                           \
         for (int64_t r = 0; r < p; ++r) {                                                                    \
             const int32_t *restrict src = source + r * taps;                                                 \
@@ -147,7 +223,9 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                         for (int j = 0; j < TW / LANES; ++j) acc[j] += row[j];                               \
                     }                                                                                        \
                 }                                                                                            \
-                memcpy(out + r * o + t * TW, acc, sizeof(T) * (size_t)width);                                \
+                T *to = out + r * o + t * TW;                                                                \
+                if (to + TW <= end) memcpy(to, acc, sizeof(T) * TW); /* past the row: rows written later */  \
+                else memcpy(to, acc, sizeof(T) * (size_t)width);                                             \
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
@@ -156,7 +234,7 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                                         int64_t hw, const int32_t *restrict inv_ptr,                         \
                                         const int32_t *restrict inv, int64_t p, int64_t taps, int64_t c,     \
                                         const T *restrict tiles, int64_t o, const T *restrict bias,          \
-                                        T *restrict acc, T *restrict out) {                                  \
+                                        T *restrict acc, T *restrict out, const T *end) {                       \
         const int64_t n_tiles = (o + TW - 1) / TW, width = n_tiles * TW;                                     \
         T *sum = width == o ? out : acc;                                                                     \
         for (int64_t r = 0; r < p; ++r)                                                                      \
@@ -179,7 +257,13 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
             }                                                                                                \
         }                                                                                                    \
         if (sum != out)                                                                                      \
-            for (int64_t r = 0; r < p; ++r) memcpy(out + r * o, sum + r * width, sizeof(T) * (size_t)o);     \
+            for (int64_t r = 0; r < p; ++r)                                                                  \
+                for (int64_t t = 0; t < n_tiles; ++t) {                                                      \
+                    T *to = out + r * o + t * TW;                                                            \
+                    const T *from = sum + r * width + t * TW;                                                \
+                    if (to + TW <= end) memcpy(to, from, sizeof(T) * TW);                                    \
+                    else memcpy(to, from, sizeof(T) * (size_t)(o - t * TW < TW ? o - t * TW : TW));          \
+                }                                                                                            \
     }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                             \
@@ -191,21 +275,17 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     static int64_t linear_block_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f,                     \
                                          const T *restrict tiles, int64_t o, int64_t tw,                     \
                                          const T *restrict bias, T *restrict out) {                          \
-        int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * f + 1));                                       \
-        int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));                                          \
-        if (!idx || !start) { free(idx); free(start); return -1; }                                           \
-        start[0] = 0;                                                                                        \
-        for (int64_t r = 0; r < n; ++r) start[r + 1] = start[r] + scan_events(x + r * f, f, idx + start[r]); \
+        if (reserve_lists(n * f, n)) return -1;                                                              \
+        int32_t *idx = thread_lists.idx;                                                                     \
+        int64_t *start = thread_lists.start;                                                                 \
+        scan_rows(x, n, f, idx, start);                                                                      \
         switch (tw) {                                                                                        \
         case 8: linear_##SUFFIX##_8(idx, start, n, f, tiles, o, bias, out); break;                   \
         case 16: linear_##SUFFIX##_16(idx, start, n, f, tiles, o, bias, out); break;                 \
         case 32: linear_##SUFFIX##_32(idx, start, n, f, tiles, o, bias, out); break;                 \
         default: linear_##SUFFIX##_64(idx, start, n, f, tiles, o, bias, out); break;                 \
         }                                                                                                    \
-        const int64_t total = start[n];                                                                      \
-        free(idx);                                                                                           \
-        free(start);                                                                                         \
-        return total;                                                                                        \
+        return start[n];                                                                                        \
     }                                                                                                        \
                                                                                                              \
     static int64_t conv_block_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,     \
@@ -214,45 +294,42 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                                        const T *restrict tiles, int64_t o, int64_t tw, int64_t mode,         \
                                        const T *restrict bias, T *restrict out) {                            \
         const int64_t width = (o + tw - 1) / tw * tw;                                                        \
-        int32_t *idx = malloc(sizeof(int32_t) * (size_t)(hw * c + 1));                                      \
-        int64_t *start = malloc(sizeof(int64_t) * (size_t)(hw + 1));                                         \
+        if (reserve_lists(hw * c, hw)) return -1;                                                            \
+        int32_t *idx = thread_lists.idx;                                                                     \
+        int64_t *start = thread_lists.start;                                                                 \
         T *acc = NULL; /* the scatter's padded sums, made when first needed (width > o) */                 \
-        if (!idx || !start) { free(idx); free(start); return -1; }                                           \
+        const T *end = out + images * p * o; /* this block's output: a row's tile may be stored whole (past the \
+                                                row's end) where it stays inside, the rows after it written later */ \
         int64_t pairs = 0;                                                                                   \
         for (int64_t m = 0; m < images; ++m) {                                                               \
             const uint8_t *xm = x + m * hw * c;                                                              \
             T *om = out + m * p * o;                                                                         \
             int64_t reach = 0; /* the (event, tap) pairs of this image */                                    \
-            start[0] = 0;                                                                                    \
-            for (int64_t q = 0; q < hw; ++q) {                                                               \
-                start[q + 1] = start[q] + scan_events(xm + q * c, c, idx + start[q]);                        \
-                reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]);                          \
-            }                                                                                                \
+            scan_rows(xm, hw, c, idx, start);                                                                \
+            for (int64_t q = 0; q < hw; ++q) reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]); \
             pairs += reach;                                                                                  \
             int scatter = mode == MODE_SCATTER ||                                                            \
                 (mode == MODE_AUTO && reach * SCATTER_PAIR_COST < p * taps * GATHER_TAP_COST);                \
             if (scatter && width != o && !acc) {                                                             \
                 acc = malloc(sizeof(T) * (size_t)(p * width));                                               \
-                if (!acc) { free(idx); free(start); return -1; }                                             \
+                if (!acc) return -1;                                                                         \
             }                                                                                                \
             if (scatter) {                                                                                   \
                 switch (tw) {                                                                                \
-                case 8: scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break;   \
-                case 16: scatter_##SUFFIX##_16(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
-                case 32: scatter_##SUFFIX##_32(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
-                default: scatter_##SUFFIX##_64(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om); break; \
+                case 8: scatter_##SUFFIX##_8(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om, end); break;   \
+                case 16: scatter_##SUFFIX##_16(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om, end); break; \
+                case 32: scatter_##SUFFIX##_32(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om, end); break; \
+                default: scatter_##SUFFIX##_64(idx, start, hw, inv_ptr, inv, p, taps, c, tiles, o, bias, acc, om, end); break; \
                 }                                                                                            \
                 continue;                                                                                    \
             }                                                                                                \
             switch (tw) {                                                                                    \
-            case 8: conv_##SUFFIX##_8(idx, start, source, p, taps, c, tiles, o, bias, om); break;   \
-            case 16: conv_##SUFFIX##_16(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
-            case 32: conv_##SUFFIX##_32(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
-            default: conv_##SUFFIX##_64(idx, start, source, p, taps, c, tiles, o, bias, om); break; \
+            case 8: conv_##SUFFIX##_8(idx, start, source, p, taps, c, tiles, o, bias, om, end); break;   \
+            case 16: conv_##SUFFIX##_16(idx, start, source, p, taps, c, tiles, o, bias, om, end); break; \
+            case 32: conv_##SUFFIX##_32(idx, start, source, p, taps, c, tiles, o, bias, om, end); break; \
+            default: conv_##SUFFIX##_64(idx, start, source, p, taps, c, tiles, o, bias, om, end); break; \
             }                                                                                                \
         }                                                                                                    \
-        free(idx);                                                                                           \
-        free(start);                                                                                         \
         free(acc);                                                                                           \
         return pairs;                                                                                        \
     }                                                                                                        \
@@ -261,6 +338,8 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
     /* (the process's libgomp: torch's pool when torch loaded it), or one block without OpenMP.           */ \
     int64_t linear_##SUFFIX(const uint8_t *x, int64_t n, int64_t f, const T *tiles, int64_t o, int64_t tw,   \
                             const T *bias, T *out, int64_t threads) {                                        \
+        if (threads <= 1) /* no team: entering one costs a small call more than its sums */                 \
+            return n > 0 ? linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out) : 0;                      \
         int64_t total = 0, failed = 0;                                                                       \
         PARALLEL_BLOCKS(threads, total, failed)                                                              \
         {                                                                                                    \
@@ -276,6 +355,9 @@ static int64_t scan_events(const uint8_t *restrict x, int64_t len, int32_t *rest
                           int64_t p, int64_t taps, const int32_t *inv_ptr, const int32_t *inv,               \
                           const T *tiles, int64_t o, int64_t tw, int64_t mode, const T *bias, T *out,        \
                           int64_t threads) {                                                                 \
+        if (threads <= 1)                                                                                    \
+            return images > 0 ? conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles, o, \
+                                                    tw, mode, bias, out) : 0;                                \
         int64_t total = 0, failed = 0;                                                                       \
         PARALLEL_BLOCKS(threads, total, failed)                                                              \
         {                                                                                                    \
