@@ -13,7 +13,7 @@
  * Both return the number of (event, output-row) pairs summed (linear: the events of the rows, conv: the
  * (event, tap) pairs landing inside the output; times O that is the accumulations), or -1 when memory
  * for the event lists could not be allocated. The float64 sums run in the order of the events.
- * The entries split the work between the threads of an OpenMP team (linear: rows; conv: images).
+ * The entries deal the work out to the threads of an OpenMP team one row (linear) or image (conv) at a time.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +22,9 @@
 /* Eight lanes (64 bytes) per vector, GCC/Clang vector extensions: AVX-512 registers where the CPU has
  * them, split into narrower ones where not. The _U types are the same vectors loaded unaligned. */
 #define LANES 8
+#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4 /* the weight row of the event this many ahead is prefetched (linear) */
+#endif
 /* conv, per image: gather (each output position sums its taps' events in registers) or scatter (each event
  * adds its rows into the output positions its taps reach). Scatter when the image's (event, tap) pairs are
  * few against the gather's per-(position, tap) bookkeeping: pairs * SCATTER_PAIR_COST < P * taps *
@@ -55,19 +57,20 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)row + b, 0, 3);
 }
 
-/* Blocks of work on an OpenMP team: BLOCK_RANGE(n, a, b) is this thread's share [a, b) of n items. */
+/* Work on an OpenMP team: thread PART of PARTS takes the rows (images) PART, PART + PARTS, ... — dealt out
+ * one by one, not in contiguous blocks: the rows come time step by time step ([T, B] flattened) and the
+ * first steps fire least (a deep layer's first step may have no events at all), so a contiguous split hands
+ * one thread most of the work. */
 #ifdef _OPENMP
 #include <omp.h>
 #define PARALLEL_BLOCKS(threads, total, failed) \
     _Pragma("omp parallel num_threads((int)threads) reduction(+ : total, failed)")
-#define BLOCK_RANGE(n, a, b)                                               \
-    const int64_t a = (n) * omp_get_thread_num() / omp_get_num_threads(); \
-    const int64_t b = (n) * (omp_get_thread_num() + 1) / omp_get_num_threads()
+#define PART omp_get_thread_num()
+#define PARTS omp_get_num_threads()
 #else
 #define PARALLEL_BLOCKS(threads, total, failed) (void)(threads);
-#define BLOCK_RANGE(n, a, b) \
-    const int64_t a = 0;     \
-    const int64_t b = (n)
+#define PART 0
+#define PARTS 1
 #endif
 
 /* Listing the nonzero bytes of spikes. 64 bytes at a time, skipped when all zero, else packed into a 64-bit
@@ -183,7 +186,7 @@ static int reserve_lists(int64_t events, int64_t rows) {
 #define DEFINE_WIDTH(T, SUFFIX, TW)                                                                          \
     static void linear_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start, int64_t n, \
                                        int64_t f, const T *restrict tiles, int64_t o,                        \
-                                       const T *restrict bias, T *restrict out) {                            \
+                                       const T *restrict bias, T *restrict out, int64_t out_stride) {        \
         const int64_t n_tiles = (o + TW - 1) / TW;                                                           \
         for (int64_t t = 0; t < n_tiles; ++t) {                                                              \
             const T *restrict base = tiles + t * f * TW;                                                     \
@@ -197,7 +200,7 @@ static int reserve_lists(int64_t events, int64_t rows) {
                     const VEC_##SUFFIX##_U *row = (const VEC_##SUFFIX##_U *)(base + (int64_t)idx[e] * TW);   \
                     for (int j = 0; j < TW / LANES; ++j) acc[j] += row[j];                                   \
                 }                                                                                            \
-                memcpy(out + r * o + t * TW, acc, sizeof(T) * (size_t)width);                                \
+                memcpy(out + r * out_stride + t * TW, acc, sizeof(T) * (size_t)width);                       \
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
@@ -272,38 +275,50 @@ static int reserve_lists(int64_t events, int64_t rows) {
     DEFINE_WIDTH(T, SUFFIX, 32)                                                                              \
     DEFINE_WIDTH(T, SUFFIX, 64)                                                                              \
                                                                                                              \
+    /* Rows part, part + parts, ... of x [n, f] (see PART), written to the same rows of out [n, o]. */         \
     static int64_t linear_block_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f,                     \
                                          const T *restrict tiles, int64_t o, int64_t tw,                     \
-                                         const T *restrict bias, T *restrict out) {                          \
-        if (reserve_lists(n * f, n)) return -1;                                                              \
+                                         const T *restrict bias, T *restrict out, int64_t part,              \
+                                         int64_t parts) {                                                    \
+        const int64_t m = n > part ? (n - part + parts - 1) / parts : 0; /* this part's rows */              \
+        if (m == 0) return 0;                                                                                \
+        if (reserve_lists(m * f, m)) return -1;                                                              \
         int32_t *idx = thread_lists.idx;                                                                     \
         int64_t *start = thread_lists.start;                                                                 \
-        scan_rows(x, n, f, idx, start);                                                                      \
-        switch (tw) {                                                                                        \
-        case 8: linear_##SUFFIX##_8(idx, start, n, f, tiles, o, bias, out); break;                   \
-        case 16: linear_##SUFFIX##_16(idx, start, n, f, tiles, o, bias, out); break;                 \
-        case 32: linear_##SUFFIX##_32(idx, start, n, f, tiles, o, bias, out); break;                 \
-        default: linear_##SUFFIX##_64(idx, start, n, f, tiles, o, bias, out); break;                 \
+        if (parts == 1) scan_rows(x, n, f, idx, start);                                                      \
+        else {                                                                                               \
+            start[0] = 0;                                                                                    \
+            for (int64_t j = 0; j < m; ++j)                                                                  \
+                start[j + 1] = start[j] + scan_row(x + (part + j * parts) * f, f, idx + start[j]);           \
         }                                                                                                    \
-        return start[n];                                                                                        \
+        T *first = out + part * o;                                                                           \
+        switch (tw) {                                                                                        \
+        case 8: linear_##SUFFIX##_8(idx, start, m, f, tiles, o, bias, first, parts * o); break;             \
+        case 16: linear_##SUFFIX##_16(idx, start, m, f, tiles, o, bias, first, parts * o); break;           \
+        case 32: linear_##SUFFIX##_32(idx, start, m, f, tiles, o, bias, first, parts * o); break;           \
+        default: linear_##SUFFIX##_64(idx, start, m, f, tiles, o, bias, first, parts * o); break;           \
+        }                                                                                                    \
+        return start[m];                                                                                     \
     }                                                                                                        \
                                                                                                              \
     static int64_t conv_block_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,     \
                                        const int32_t *restrict source, int64_t p, int64_t taps,              \
                                        const int32_t *restrict inv_ptr, const int32_t *restrict inv,         \
                                        const T *restrict tiles, int64_t o, int64_t tw, int64_t mode,         \
-                                       const T *restrict bias, T *restrict out) {                            \
+                                       const T *restrict bias, T *restrict out, int64_t part,                \
+                                       int64_t parts) {                                                      \
         const int64_t width = (o + tw - 1) / tw * tw;                                                        \
         if (reserve_lists(hw * c, hw)) return -1;                                                            \
         int32_t *idx = thread_lists.idx;                                                                     \
         int64_t *start = thread_lists.start;                                                                 \
         T *acc = NULL; /* the scatter's padded sums, made when first needed (width > o) */                 \
-        const T *end = out + images * p * o; /* this block's output: a row's tile may be stored whole (past the \
-                                                row's end) where it stays inside, the rows after it written later */ \
         int64_t pairs = 0;                                                                                   \
-        for (int64_t m = 0; m < images; ++m) {                                                               \
+        for (int64_t m = part; m < images; m += parts) { /* images part, part + parts, ... (see PART) */     \
             const uint8_t *xm = x + m * hw * c;                                                              \
             T *om = out + m * p * o;                                                                         \
+            /* a row's tile may be stored whole (past the row's end) where the rows after it are this */     \
+            /* thread's, written later: to the end of all images on one thread, else of this image */         \
+            const T *end = parts == 1 ? out + images * p * o : om + p * o;                                   \
             int64_t reach = 0; /* the (event, tap) pairs of this image */                                    \
             scan_rows(xm, hw, c, idx, start);                                                                \
             for (int64_t q = 0; q < hw; ++q) reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]); \
@@ -334,18 +349,16 @@ static int reserve_lists(int64_t events, int64_t rows) {
         return pairs;                                                                                        \
     }                                                                                                        \
                                                                                                              \
-    /* The entries: `threads` blocks of rows (linear) or images (conv), one per thread of an OpenMP team  */ \
+    /* The entries: rows (linear) or images (conv) dealt out to `threads` threads of an OpenMP team      */ \
     /* (the process's libgomp: torch's pool when torch loaded it), or one block without OpenMP.           */ \
     int64_t linear_##SUFFIX(const uint8_t *x, int64_t n, int64_t f, const T *tiles, int64_t o, int64_t tw,   \
                             const T *bias, T *out, int64_t threads) {                                        \
         if (threads <= 1) /* no team: entering one costs a small call more than its sums */                 \
-            return n > 0 ? linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out) : 0;                      \
+            return linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out, 0, 1);                            \
         int64_t total = 0, failed = 0;                                                                       \
         PARALLEL_BLOCKS(threads, total, failed)                                                              \
         {                                                                                                    \
-            BLOCK_RANGE(n, r0, r1);                                                                          \
-            const int64_t got = r1 > r0 ? linear_block_##SUFFIX(x + r0 * f, r1 - r0, f, tiles, o, tw, bias,  \
-                                                                out + r0 * o) : 0;                           \
+            const int64_t got = linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out, PART, PARTS);        \
             if (got < 0) failed += 1; else total += got;                                                     \
         }                                                                                                    \
         return failed ? -1 : total;                                                                          \
@@ -356,15 +369,13 @@ static int reserve_lists(int64_t events, int64_t rows) {
                           const T *tiles, int64_t o, int64_t tw, int64_t mode, const T *bias, T *out,        \
                           int64_t threads) {                                                                 \
         if (threads <= 1)                                                                                    \
-            return images > 0 ? conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles, o, \
-                                                    tw, mode, bias, out) : 0;                                \
+            return conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles, o, tw, mode,  \
+                                       bias, out, 0, 1);                                                     \
         int64_t total = 0, failed = 0;                                                                       \
         PARALLEL_BLOCKS(threads, total, failed)                                                              \
         {                                                                                                    \
-            BLOCK_RANGE(images, m0, m1);                                                                     \
-            const int64_t got = m1 > m0 ? conv_block_##SUFFIX(x + m0 * hw * c, m1 - m0, hw, c, source, p,    \
-                                                              taps, inv_ptr, inv, tiles, o, tw, mode, bias,  \
-                                                              out + m0 * p * o) : 0;                         \
+            const int64_t got = conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles,  \
+                                                    o, tw, mode, bias, out, PART, PARTS);                    \
             if (got < 0) failed += 1; else total += got;                                                     \
         }                                                                                                    \
         return failed ? -1 : total;                                                                          \
