@@ -22,9 +22,7 @@
 /* Eight lanes (64 bytes) per vector, GCC/Clang vector extensions: AVX-512 registers where the CPU has
  * them, split into narrower ones where not. The _U types are the same vectors loaded unaligned. */
 #define LANES 8
-#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4 /* the weight row of the event this many ahead is prefetched (linear) */
-#endif
 /* conv, per image: gather (each output position sums its taps' events in registers) or scatter (each event
  * adds its rows into the output positions its taps reach). Scatter when the image's (event, tap) pairs are
  * few against the gather's per-(position, tap) bookkeeping: pairs * SCATTER_PAIR_COST < P * taps *
