@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,12 @@ import torch.nn.functional as F
 from reparam_models import T, make_hybrid, random_input
 
 from spikeforge.reparam import ConvertedModel, InputSpec, convert_model
+from spikeforge.reparam.executor import module_key
+from spikeforge.reparam.graph import Node
 from spikeforge.runtime import EventRuntime, RuntimeConfig, conv_geometry, native
 from spikeforge.runtime import events as events_module
 from spikeforge.runtime.kernels import conv_pair_count
+from spikeforge.runtime.report import LayerCount, RuntimeReport
 
 TOL = 1e-10
 
@@ -312,3 +316,73 @@ def test_the_runtime_plans_per_input_layout_and_rebinds_when_the_threads_change(
     assert {int(s[1]) for s in layouts} == {3, 4}
     bound = {k for call in runtime._calls.values() for k in call.kernels}  # noqa: SLF001
     assert {t for _, t in bound} == {1, 2}
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status VmRSS here")
+
+
+@needs_compiler
+def test_changing_thread_counts_neither_leak_nor_exceed_the_pool() -> None:
+    gen = torch.Generator().manual_seed(12)
+    x = _spikes((120, 7840), 0.1, 6)
+    tiled = native.tiled(torch.randn(7840, 300, dtype=torch.float64, generator=gen), None)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # the pool: the kernels enter it whole, the members they do not need idle
+        expected = native.linear(x, tiled, 1)[0]
+        for n in (3, 2):
+            native.linear(x, tiled, n)  # every member's event lists made once
+        before = _rss_mib()
+        for _ in range(60):  # asking for 3 then 2 threads: no member ends (and leaks its lists), none restarts
+            for n in (3, 2):
+                assert torch.equal(native.linear(x, tiled, n)[0], expected)
+        assert _rss_mib() - before < 8
+        torch.set_num_threads(1)  # a pool smaller than asked for: one member does every row
+        assert torch.equal(native.linear(x, tiled, 4)[0], expected)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_compiler
+def test_python_threads_may_call_the_kernels_at_once() -> None:
+    gen = torch.Generator().manual_seed(13)
+    tiled = native.tiled(torch.randn(500, 40, dtype=torch.float64, generator=gen), None)
+    xs = [_spikes((64, 500), 0.2, seed) for seed in range(4)]
+    expected = [native.linear(x, tiled, 1)[0] for x in xs]
+    bound = native.bind_linear(tiled, (64, 500), 2)
+
+    def work(k: int) -> bool:
+        return all(torch.equal(bound(xs[k])[0], expected[k]) for _ in range(30))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))
+
+
+@needs_compiler
+def test_one_layer_fed_contiguous_and_channels_last_spikes_plans_each_layout() -> None:
+    model, shape = make_hybrid("sdsnn", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    runtime = EventRuntime(graph)
+    node = next(n for n in graph.synaptic() if n.op == "linear")
+    seen: list[list[torch.Tensor]] = []
+    synaptic = runtime.synaptic
+
+    def capture(n: Node, xs: list[torch.Tensor], count: LayerCount) -> torch.Tensor:
+        if n is node:
+            seen.append(xs)
+        return synaptic(n, xs, count)
+
+    runtime.synaptic = capture  # type: ignore[method-assign]
+    runtime.run(random_input(shape, seed=7))
+    spikes = [_spikes(tuple(x.shape), 0.2, 8 + k) for k, x in enumerate(seen[0])]
+    expected = ConvertedModel(graph).synapses[module_key(node.name)]([x.double() for x in spikes])
+    last = [x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) if x.dim() == 5 else x  # as convs leave them
+            for x in spikes]
+    for xs in ([x.contiguous() for x in spikes], last, [x.contiguous() for x in spikes]):
+        y = synaptic(node, xs, RuntimeReport(2, T).layer(node.name))
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-9)
+    assert len({key for key in runtime._calls if key[0] == node.name}) >= 2  # noqa: SLF001

@@ -69,9 +69,11 @@ KERNELS = ("auto", "native", "torch")
 NeuronFn = Callable[[Node, torch.Tensor], torch.Tensor]  # (node, membrane input [T, B, ...]) -> spikes
 
 
-@dataclass
+@dataclass(frozen=True)
 class RuntimeConfig:
-    """How the runtime chooses a method per synaptic node and call (see the module docstring).
+    """How the runtime chooses a method per synaptic node and call (see the module docstring). Frozen: an
+    :class:`EventRuntime` plans each layer's calls from it once (``dataclasses.replace`` makes a changed copy
+    for a new runtime).
 
     ``method``: ``"auto"`` (integer, else native/sparse/dense by density), or force ``"native"``,
     ``"csr"``, ``"scatter"`` or ``"dense"`` for every binary layer (float64).
@@ -91,8 +93,9 @@ class RuntimeConfig:
     linear_tile_density: float = 0.02  # linear: above this density the product runs in column tiles of Wᵀ
     # (measured on the whole MLP, caches cold between calls: at 2.5 % 16.2 → 14.3 ms, at 1.5 % 16.0 → 18.4 ms)
     integer: bool = True  # int64 accumulation when the weights are integers
-    threads: int = 0  # threads for a sparse conv's row blocks, each building its own index lists and product
-    # (0: torch.get_num_threads(); linear layers run as one block: torch's sparse product is threaded already)
+    threads: int = 0  # threads per call (0: torch.get_num_threads()): the compiled kernels' share of torch's
+    # OpenMP pool (at most its size); the torch kernels' conv row blocks, each building its own index lists and
+    # product (linear layers run as one block there: torch's sparse product is threaded already)
     min_rows_per_thread: int = 16  # rows (T·B) per block at least; fewer rows run on one thread
     indices: str = "auto"  # how event lists are built: auto (numpy on CPU, torch elsewhere), numpy, torch
     # The compiled kernels' crossovers (measured with 1 and 2 threads, T·B = 128, against the float64 dense

@@ -9,10 +9,12 @@ Build: ``$CC`` (else ``cc``) ``-O3 -march=native -shared -fPIC -fopenmp``, once 
 compiler and CPU, into ``$SPIKEFORGE_NATIVE_DIR`` (else ``$XDG_CACHE_HOME/spikeforge/native`` or
 ``~/.cache/spikeforge/native``), written to a temporary name and renamed, so concurrent processes never
 load half a library; without OpenMP, then without ``-march=native``, if those fail. Loaded with
-:mod:`ctypes` (the GIL is released during a call). A call splits its rows (linear) or images (conv)
-between the threads of an OpenMP team: the library links ``libgomp.so.1``, which resolves to the one
-torch already loaded, so the kernels run on torch's own worker threads — a second thread pool would
-compete with them (GNU OpenMP workers spin for milliseconds after each parallel torch op).
+:mod:`ctypes` (the GIL is released during a call). A call deals its rows (linear) or images (conv) out
+to the threads of an OpenMP team, one at a time: the library links ``libgomp.so.1``, which resolves to the
+one torch already loaded, so the kernels run on torch's own worker threads — a second thread pool would
+compete with them (GNU OpenMP workers spin for milliseconds after each parallel torch op). The team is
+torch's pool as torch sized it (``torch.set_num_threads``): a call uses at most that many threads, whatever
+its ``threads`` asks for.
 
 No compiler, or a failed build: :func:`load` raises :class:`NativeUnavailable` with one line
 saying why; the runtime (``RuntimeConfig.kernel = "auto"``) then warns once and runs the torch/numpy

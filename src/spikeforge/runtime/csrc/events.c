@@ -15,6 +15,7 @@
  * for the event lists could not be allocated. The float64 sums run in the order of the events.
  * The entries deal the work out to the threads of an OpenMP team one row (linear) or image (conv) at a time.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,20 +56,22 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)row + b, 0, 3);
 }
 
-/* Work on an OpenMP team: thread PART of PARTS takes the rows (images) PART, PART + PARTS, ... — dealt out
- * one by one, not in contiguous blocks: the rows come time step by time step ([T, B] flattened) and the
- * first steps fire least (a deep layer's first step may have no events at all), so a contiguous split hands
- * one thread most of the work. */
+/* Work on an OpenMP team: member `part` of the `parts` a call uses (at most its `threads`, at most the team)
+ * takes the rows (images) part, part + parts, ... — dealt out one by one, not in contiguous blocks: the rows
+ * come time step by time step ([T, B] flattened) and the first steps fire least (a deep layer's first step
+ * may have no events at all), so a contiguous split hands one thread most of the work. The team is the
+ * OpenMP runtime's default one (torch's pool, whose size torch sets), entered without a num_threads clause:
+ * asking for fewer threads than the pool holds makes libgomp end the surplus workers and the next torch op
+ * start them again. Members past `parts` return at once. */
 #ifdef _OPENMP
 #include <omp.h>
-#define PARALLEL_BLOCKS(threads, total, failed) \
-    _Pragma("omp parallel num_threads((int)threads) reduction(+ : total, failed)")
-#define PART omp_get_thread_num()
-#define PARTS omp_get_num_threads()
+#define PARALLEL_BLOCKS(total, failed) _Pragma("omp parallel reduction(+ : total, failed)")
+#define MEMBER omp_get_thread_num()
+#define TEAM omp_get_num_threads()
 #else
-#define PARALLEL_BLOCKS(threads, total, failed) (void)(threads);
-#define PART 0
-#define PARTS 1
+#define PARALLEL_BLOCKS(total, failed)
+#define MEMBER 0
+#define TEAM 1
 #endif
 
 /* Listing the nonzero bytes of spikes. 64 bytes at a time, skipped when all zero, else packed into a 64-bit
@@ -158,26 +161,47 @@ static int64_t scan_rows(const uint8_t *restrict x, int64_t rows, int64_t len, i
 }
 
 /* A thread's event lists, kept between calls and grown when a call needs more (a fresh malloc of a few
- * MiB per call costs its page faults every time); 0 on success, -1 when memory runs out. */
+ * MiB per call costs its page faults every time), freed when the thread ends (a POSIX thread-specific key's
+ * destructor). lists_for returns NULL when memory runs out. */
 typedef struct {
     int32_t *idx;
     int64_t *start;
     int64_t idx_cap, start_cap;
 } EventLists;
-static _Thread_local EventLists thread_lists;
-static int reserve_lists(int64_t events, int64_t rows) {
-    EventLists *l = &thread_lists;
-    if (events > l->idx_cap) {
-        int32_t *idx = realloc(l->idx, sizeof(int32_t) * (size_t)events);
-        if (!idx) return -1;
-        l->idx = idx, l->idx_cap = events;
+static pthread_key_t lists_key;
+static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
+static int lists_key_ok;
+static void free_lists(void *p) {
+    EventLists *l = p;
+    free(l->idx);
+    free(l->start);
+    free(l);
+}
+static void make_lists_key(void) { lists_key_ok = pthread_key_create(&lists_key, free_lists) == 0; }
+static EventLists *lists_for(int64_t events, int64_t rows) {
+    pthread_once(&lists_once, make_lists_key);
+    if (!lists_key_ok) return NULL;
+    EventLists *l = pthread_getspecific(lists_key);
+    if (!l) {
+        if (!(l = calloc(1, sizeof *l))) return NULL;
+        if (pthread_setspecific(lists_key, l)) {
+            free(l);
+            return NULL;
+        }
+    }
+    if (events > l->idx_cap) { /* the old contents are not needed: no realloc copy */
+        free(l->idx);
+        l->idx_cap = 0;
+        if (!(l->idx = malloc(sizeof(int32_t) * (size_t)(events > 0 ? events : 1)))) return NULL;
+        l->idx_cap = events;
     }
     if (rows + 1 > l->start_cap) {
-        int64_t *start = realloc(l->start, sizeof(int64_t) * (size_t)(rows + 1));
-        if (!start) return -1;
-        l->start = start, l->start_cap = rows + 1;
+        free(l->start);
+        l->start_cap = 0;
+        if (!(l->start = malloc(sizeof(int64_t) * (size_t)(rows + 1)))) return NULL;
+        l->start_cap = rows + 1;
     }
-    return 0;
+    return l;
 }
 
 /* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
@@ -273,16 +297,17 @@ static int reserve_lists(int64_t events, int64_t rows) {
     DEFINE_WIDTH(T, SUFFIX, 32)                                                                              \
     DEFINE_WIDTH(T, SUFFIX, 64)                                                                              \
                                                                                                              \
-    /* Rows part, part + parts, ... of x [n, f] (see PART), written to the same rows of out [n, o]. */         \
+    /* Rows part, part + parts, ... of x [n, f] (see PARALLEL_BLOCKS), written to the same rows of out [n, o]. */         \
     static int64_t linear_block_##SUFFIX(const uint8_t *restrict x, int64_t n, int64_t f,                     \
                                          const T *restrict tiles, int64_t o, int64_t tw,                     \
                                          const T *restrict bias, T *restrict out, int64_t part,              \
                                          int64_t parts) {                                                    \
         const int64_t m = n > part ? (n - part + parts - 1) / parts : 0; /* this part's rows */              \
         if (m == 0) return 0;                                                                                \
-        if (reserve_lists(m * f, m)) return -1;                                                              \
-        int32_t *idx = thread_lists.idx;                                                                     \
-        int64_t *start = thread_lists.start;                                                                 \
+        EventLists *lists = lists_for(m * f, m);                                                             \
+        if (!lists) return -1;                                                                               \
+        int32_t *idx = lists->idx;                                                                           \
+        int64_t *start = lists->start;                                                                       \
         if (parts == 1) scan_rows(x, n, f, idx, start);                                                      \
         else {                                                                                               \
             start[0] = 0;                                                                                    \
@@ -306,12 +331,13 @@ static int reserve_lists(int64_t events, int64_t rows) {
                                        const T *restrict bias, T *restrict out, int64_t part,                \
                                        int64_t parts) {                                                      \
         const int64_t width = (o + tw - 1) / tw * tw;                                                        \
-        if (reserve_lists(hw * c, hw)) return -1;                                                            \
-        int32_t *idx = thread_lists.idx;                                                                     \
-        int64_t *start = thread_lists.start;                                                                 \
+        EventLists *lists = lists_for(hw * c, hw);                                                           \
+        if (!lists) return -1;                                                                               \
+        int32_t *idx = lists->idx;                                                                           \
+        int64_t *start = lists->start;                                                                       \
         T *acc = NULL; /* the scatter's padded sums, made when first needed (width > o) */                 \
         int64_t pairs = 0;                                                                                   \
-        for (int64_t m = part; m < images; m += parts) { /* images part, part + parts, ... (see PART) */     \
+        for (int64_t m = part; m < images; m += parts) { /* images part, part + parts, ... (see PARALLEL_BLOCKS) */     \
             const uint8_t *xm = x + m * hw * c;                                                              \
             T *om = out + m * p * o;                                                                         \
             /* a row's tile may be stored whole (past the row's end) where the rows after it are this */     \
@@ -354,9 +380,11 @@ static int reserve_lists(int64_t events, int64_t rows) {
         if (threads <= 1) /* no team: entering one costs a small call more than its sums */                 \
             return linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out, 0, 1);                            \
         int64_t total = 0, failed = 0;                                                                       \
-        PARALLEL_BLOCKS(threads, total, failed)                                                              \
+        PARALLEL_BLOCKS(total, failed)                                                                       \
         {                                                                                                    \
-            const int64_t got = linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out, PART, PARTS);        \
+            const int64_t parts = threads < TEAM ? threads : TEAM, part = MEMBER;                            \
+            const int64_t got = part < parts ? linear_block_##SUFFIX(x, n, f, tiles, o, tw, bias, out, part, \
+                                                                     parts) : 0;                             \
             if (got < 0) failed += 1; else total += got;                                                     \
         }                                                                                                    \
         return failed ? -1 : total;                                                                          \
@@ -370,10 +398,12 @@ static int reserve_lists(int64_t events, int64_t rows) {
             return conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles, o, tw, mode,  \
                                        bias, out, 0, 1);                                                     \
         int64_t total = 0, failed = 0;                                                                       \
-        PARALLEL_BLOCKS(threads, total, failed)                                                              \
+        PARALLEL_BLOCKS(total, failed)                                                                       \
         {                                                                                                    \
-            const int64_t got = conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, inv, tiles,  \
-                                                    o, tw, mode, bias, out, PART, PARTS);                    \
+            const int64_t parts = threads < TEAM ? threads : TEAM, part = MEMBER;                            \
+            const int64_t got = part < parts ? conv_block_##SUFFIX(x, images, hw, c, source, p, taps, inv_ptr, \
+                                                                   inv, tiles, o, tw, mode, bias, out, part, \
+                                                                   parts) : 0;                               \
             if (got < 0) failed += 1; else total += got;                                                     \
         }                                                                                                    \
         return failed ? -1 : total;                                                                          \
