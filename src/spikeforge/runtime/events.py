@@ -419,8 +419,8 @@ class EventRuntime:
 
     def _in_parts(self, run: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
                   flat: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """``run`` on row blocks (images) of ``flat`` in parallel threads — the index lists and the sparse
-        product of each block; numpy and torch release the GIL — or on all rows at once (one thread, few rows)."""
+        """``run`` on the images of ``flat`` dealt out to parallel threads — the index lists and the sparse
+        product of each share; numpy and torch release the GIL — or on all rows at once (one thread, few rows)."""
         blocks = flat.shape[0] // max(self.config.min_rows_per_thread, 1)
         threads = min(self._threads(), blocks)
         pool = self._pool_of(threads)
@@ -431,8 +431,15 @@ class EventRuntime:
             with torch.no_grad():  # a worker thread does not inherit the caller's grad mode
                 return run(part)
 
-        done = list(pool.map(block, flat.tensor_split(threads)))
-        return torch.cat([y for y, _ in done]), sum(a for _, a in done)
+        # images dealt out one at a time (as the compiled kernels do): the rows come step by step and the first
+        # steps fire least, so contiguous blocks would hand one thread most of the events
+        done = list(pool.map(block, [flat[k::threads] for k in range(threads)]))
+        first = done[0][0]
+        y = torch.empty((flat.shape[0], *first.shape[1:]), dtype=first.dtype, device=first.device)
+        y = y.contiguous(memory_format=torch.channels_last) if first.dim() == 4 and not first.is_contiguous() else y
+        for k, (part, _) in enumerate(done):
+            y[k::threads] = part
+        return y, sum(a for _, a in done)
 
     def walk(self, x: torch.Tensor, neuron: NeuronFn, report: RuntimeReport) -> torch.Tensor:
         """Run every node on ``x [T, B, ...]``; ``neuron`` computes the neuron nodes (whole run or one step)."""
