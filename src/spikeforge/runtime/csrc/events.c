@@ -91,20 +91,24 @@ static inline void prefetch_row(const void *row, int64_t bytes) {
 #endif
 #define SHORT_ROW 64 /* rows shorter than a block are listed in one pass over all of them (scan_short) */
 
+/* Bit j set for each nonzero byte j of x[0..64) (little-endian hosts); an all-zero block costs one test. */
+static inline uint64_t block_mask(const uint8_t *restrict x) {
+    uint64_t w[8], any = 0, mask = 0;
+    memcpy(w, x, 64);
+    for (int j = 0; j < 8; ++j) any |= w[j];
+    if (!any) return 0;
+    for (int j = 0; j < 8; ++j) mask |= BYTE_MASK(w[j]) << (8 * j);
+    return mask;
+}
+
 /* The indices of the nonzero bytes of one row x[0..len), written to idx; returns how many. Blocks of 64,
  * then words of 8, then single bytes (branch-free). */
 static int64_t scan_row(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
     int64_t k = 0, i = 0;
 #if LITTLE_ENDIAN_HOST
-    for (; i + 64 <= len; i += 64) {
-        uint64_t w[8], any = 0;
-        memcpy(w, x + i, 64);
-        for (int j = 0; j < 8; ++j) any |= w[j];
-        if (!any) continue;
-        uint64_t mask = 0;
-        for (int j = 0; j < 8; ++j) mask |= BYTE_MASK(w[j]) << (8 * j);
-        for (; mask; mask &= mask - 1) idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
-    }
+    for (; i + 64 <= len; i += 64)
+        for (uint64_t mask = block_mask(x + i); mask; mask &= mask - 1)
+            idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
         memcpy(&w, x + i, 8);
@@ -132,15 +136,8 @@ static int64_t scan_short(const uint8_t *restrict x, int64_t rows, int64_t len, 
         idx[k++] = (int32_t)(at_ - (row_end - len));                                                       \
     } while (0)
 #if LITTLE_ENDIAN_HOST
-    for (; i + 64 <= total; i += 64) {
-        uint64_t w[8], any = 0;
-        memcpy(w, x + i, 64);
-        for (int j = 0; j < 8; ++j) any |= w[j];
-        if (!any) continue;
-        uint64_t mask = 0;
-        for (int j = 0; j < 8; ++j) mask |= BYTE_MASK(w[j]) << (8 * j);
-        for (; mask; mask &= mask - 1) EMIT_EVENT(i + __builtin_ctzll(mask));
-    }
+    for (; i + 64 <= total; i += 64)
+        for (uint64_t mask = block_mask(x + i); mask; mask &= mask - 1) EMIT_EVENT(i + __builtin_ctzll(mask));
 #endif
     for (; i < total; ++i)
         if (x[i]) EMIT_EVENT(i);
