@@ -435,8 +435,8 @@ class EventRuntime:
         # steps fire least, so contiguous blocks would hand one thread most of the events
         done = list(pool.map(block, [flat[k::threads] for k in range(threads)]))
         first = done[0][0]
-        y = torch.empty((flat.shape[0], *first.shape[1:]), dtype=first.dtype, device=first.device)
-        y = y.contiguous(memory_format=torch.channels_last) if first.dim() == 4 and not first.is_contiguous() else y
+        fmt = torch.channels_last if first.dim() == 4 and not first.is_contiguous() else torch.contiguous_format
+        y = torch.empty((flat.shape[0], *first.shape[1:]), dtype=first.dtype, device=first.device, memory_format=fmt)
         for k, (part, _) in enumerate(done):
             y[k::threads] = part
         return y, sum(a for _, a in done)
