@@ -386,3 +386,14 @@ def test_one_layer_fed_contiguous_and_channels_last_spikes_plans_each_layout() -
         y = synaptic(node, xs, RuntimeReport(2, T).layer(node.name))
         torch.testing.assert_close(y, expected, rtol=0, atol=1e-9)
     assert len({key for key in runtime._calls if key[0] == node.name}) >= 2  # noqa: SLF001
+
+
+def test_the_call_plans_stay_bounded_when_every_input_length_is_new(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_module, "MAX_PLANS", 4)
+    model, shape = make_hybrid("mlp", "if_soft")
+    graph = convert_model(model, InputSpec(shape, T))
+    runtime, dense = EventRuntime(graph), ConvertedModel(graph)
+    for steps in range(2, 8):  # a new T each call: new layouts for every layer
+        x = random_input(shape, seed=steps, t=steps)
+        torch.testing.assert_close(runtime.run(x)[0], dense(x), rtol=0, atol=1e-9)
+        assert len(runtime._calls) <= 4  # noqa: SLF001

@@ -66,6 +66,7 @@ INT_ACC_LIMIT = 2**62  # an int64 accumulator holds Σ|W| + |bias| below this wi
 METHOD_INT, METHOD_SPARSE, METHOD_DENSE, METHOD_ANALOG = "int", "sparse", "dense", "analog"
 METHOD_NATIVE = "native"  # the compiled C kernels (float64 events; integer layers keep the name "int")
 KERNELS = ("auto", "native", "torch")
+MAX_PLANS = 256  # per-layout call plans kept (layers × distinct input shapes); a runtime fed more starts over
 NeuronFn = Callable[[Node, torch.Tensor], torch.Tensor]  # (node, membrane input [T, B, ...]) -> spikes
 
 
@@ -286,6 +287,8 @@ class EventRuntime:
         key = (node.name, *[(x.shape, x.stride(), x.dtype, x.device) for x in xs])
         call = self._calls.get(key)
         if call is None:
+            if len(self._calls) >= MAX_PLANS:  # inputs of ever new lengths (event streams): start over
+                self._calls.clear()
             call = self._calls[key] = self._plan(node, xs)
         t, b = xs[0].shape[:2]
         lay = call.lay
