@@ -397,3 +397,42 @@ def test_the_call_plans_stay_bounded_when_every_input_length_is_new(monkeypatch:
         x = random_input(shape, seed=steps, t=steps)
         torch.testing.assert_close(runtime.run(x)[0], dense(x), rtol=0, atol=1e-9)
         assert len(runtime._calls) <= 4  # noqa: SLF001
+
+
+CANARY = -7.25  # what the guard zones around a raw kernel call's output hold before and after it
+GUARD = 64  # float64 elements of guard on each side: more than a whole 64-wide tile store could spill
+
+
+@needs_compiler
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_kernels_write_nothing_outside_their_output(threads: int) -> None:
+    """The conv kernels store a row's partial tile whole where the rows after it are the same thread's:
+    with guard zones around the output, any store past its end (or before it) shows."""
+    kernels, pool = native.load(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        for c, o, hw, k, pad in ((2, 3, 3, 3, 0), (1, 15, 6, 3, 1), (3, 20, 4, 1, 0), (5, 70, 3, 3, 1)):
+            geom = conv_geometry((hw, hw), (k, k), [1, 1], [pad, pad], [1, 1], torch.device("cpu"))
+            w = torch.randn(o, c, k, k, dtype=torch.float64, generator=torch.Generator().manual_seed(o))
+            table = native.tiled(w.permute(2, 3, 1, 0).reshape(-1, o).contiguous(), None)
+            x = _spikes((5, hw, hw, c), 0.5, o)  # channels-last bytes, as the kernel reads them
+            src, (inv_ptr, inv) = geom.source32(), geom.inverse32()
+            (ho, wo), n_out = geom.out_hw, 5 * geom.out_hw[0] * geom.out_hw[1] * o
+            for mode in native.CONV_MODES.values():
+                buf = torch.full((n_out + 2 * GUARD,), CANARY, dtype=torch.float64)
+                out = buf[GUARD:GUARD + n_out]
+                kernels.conv[torch.float64](x.data_ptr(), 5, hw * hw, c, src.data_ptr(), ho * wo, geom.taps,
+                                            inv_ptr.data_ptr(), inv.data_ptr(), table.tiles.data_ptr(), o,
+                                            table.width, mode, None, out.data_ptr(), threads)
+                assert (buf[:GUARD] == CANARY).all() and (buf[GUARD + n_out:] == CANARY).all(), (c, o, mode)
+                expected = F.conv2d(x.permute(0, 3, 1, 2).double(), w, None, 1, pad)
+                torch.testing.assert_close(out.view(5, ho, wo, o).permute(0, 3, 1, 2), expected, rtol=0, atol=TOL)
+        for f, o in ((9, 3), (70, 20), (300, 65)):
+            tiled = native.tiled(torch.randn(f, o, dtype=torch.float64), None)
+            x = _spikes((7, f), 0.5, f)
+            buf = torch.full((7 * o + 2 * GUARD,), CANARY, dtype=torch.float64)
+            kernels.linear[torch.float64](x.data_ptr(), 7, f, tiled.tiles.data_ptr(), o, tiled.width, None,
+                                          buf[GUARD:].data_ptr(), threads)
+            assert (buf[:GUARD] == CANARY).all() and (buf[GUARD + 7 * o:] == CANARY).all(), (f, o)
+    finally:
+        torch.set_num_threads(pool)
