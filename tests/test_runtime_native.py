@@ -436,3 +436,12 @@ def test_the_kernels_write_nothing_outside_their_output(threads: int) -> None:
             assert (buf[:GUARD] == CANARY).all() and (buf[GUARD + 7 * o:] == CANARY).all(), (f, o)
     finally:
         torch.set_num_threads(pool)
+
+
+@needs_compiler
+def test_a_very_large_call_does_not_leave_its_event_lists_resident() -> None:
+    x = _spikes((1024, 10_000), 0.5, 14)  # event lists of 40 MB: more than the kernels keep between calls
+    tiled = native.tiled(torch.zeros(10_000, 8, dtype=torch.float64), None)
+    before = _rss_mib()
+    y, events = native.linear(x, tiled, 1)
+    assert events == int(x.sum()) and _rss_mib() - before < 12  # the 20 MB of indices it wrote are freed

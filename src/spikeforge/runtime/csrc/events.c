@@ -159,7 +159,9 @@ static int64_t scan_rows(const uint8_t *restrict x, int64_t rows, int64_t len, i
 
 /* A thread's event lists, kept between calls and grown when a call needs more (a fresh malloc of a few
  * MiB per call costs its page faults every time), freed when the thread ends (a POSIX thread-specific key's
- * destructor). lists_for returns NULL when memory runs out. */
+ * destructor) — or right after a call that needed more than KEEP_BYTES (such a call pays its page faults
+ * anyway, and its lists should not stay resident). lists_for returns NULL when memory runs out. */
+#define KEEP_BYTES ((int64_t)32 << 20)
 typedef struct {
     int32_t *idx;
     int64_t *start;
@@ -199,6 +201,13 @@ static EventLists *lists_for(int64_t events, int64_t rows) {
         l->start_cap = rows + 1;
     }
     return l;
+}
+
+static void drop_large_lists(EventLists *l) {
+    if (l->idx_cap * (int64_t)sizeof(int32_t) + l->start_cap * (int64_t)sizeof(int64_t) <= KEEP_BYTES) return;
+    free(l->idx);
+    free(l->start);
+    l->idx = NULL, l->start = NULL, l->idx_cap = l->start_cap = 0;
 }
 
 /* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
@@ -318,7 +327,9 @@ static EventLists *lists_for(int64_t events, int64_t rows) {
         case 32: linear_##SUFFIX##_32(idx, start, m, f, tiles, o, bias, first, parts * o); break;           \
         default: linear_##SUFFIX##_64(idx, start, m, f, tiles, o, bias, first, parts * o); break;           \
         }                                                                                                    \
-        return start[m];                                                                                     \
+        const int64_t events = start[m];                                                                     \
+        drop_large_lists(lists);                                                                             \
+        return events;                                                                                       \
     }                                                                                                        \
                                                                                                              \
     static int64_t conv_block_##SUFFIX(const uint8_t *restrict x, int64_t images, int64_t hw, int64_t c,     \
@@ -367,6 +378,7 @@ static EventLists *lists_for(int64_t events, int64_t rows) {
             }                                                                                                \
         }                                                                                                    \
         free(acc);                                                                                           \
+        drop_large_lists(lists);                                                                             \
         return pairs;                                                                                        \
     }                                                                                                        \
                                                                                                              \
