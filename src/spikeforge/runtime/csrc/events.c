@@ -101,25 +101,45 @@ static inline uint64_t block_mask(const uint8_t *restrict x) {
     return mask;
 }
 
-/* The indices of the nonzero bytes of one row x[0..len), written to idx; returns how many. Blocks of 64,
- * then words of 8, then single bytes (branch-free). */
-static int64_t scan_row(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
-    int64_t k = 0, i = 0;
+/* EACH_EVENT(x, len, at, BODY): BODY once per nonzero byte of one row x[0..len), in order, with `at` its
+ * index: blocks of 64, then words of 8, then single bytes. */
+static inline uint64_t word_mask(const uint8_t *restrict x) {
+    uint64_t w;
+    memcpy(&w, x, 8);
+    return w ? BYTE_MASK(w) : 0;
+}
 #if LITTLE_ENDIAN_HOST
-    for (; i + 64 <= len; i += 64)
-        for (uint64_t mask = block_mask(x + i); mask; mask &= mask - 1)
-            idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, x + i, 8);
-        for (uint64_t mask = w ? BYTE_MASK(w) : 0; mask; mask &= mask - 1)
-            idx[k++] = (int32_t)(i + __builtin_ctzll(mask));
-    }
+#define EACH_EVENT(x, len, at, BODY)                                                                        \
+    do {                                                                                                    \
+        int64_t i_ = 0;                                                                                     \
+        for (; i_ + 64 <= (len); i_ += 64)                                                                  \
+            for (uint64_t m_ = block_mask((x) + i_); m_; m_ &= m_ - 1) {                                     \
+                const int64_t at = i_ + __builtin_ctzll(m_);                                                 \
+                BODY;                                                                                       \
+            }                                                                                               \
+        for (; i_ + 8 <= (len); i_ += 8)                                                                    \
+            for (uint64_t m_ = word_mask((x) + i_); m_; m_ &= m_ - 1) {                                      \
+                const int64_t at = i_ + __builtin_ctzll(m_);                                                 \
+                BODY;                                                                                       \
+            }                                                                                               \
+        for (; i_ < (len); ++i_)                                                                            \
+            if ((x)[i_]) {                                                                                  \
+                const int64_t at = i_;                                                                      \
+                BODY;                                                                                       \
+            }                                                                                               \
+    } while (0)
+#else
+#define EACH_EVENT(x, len, at, BODY)                                                                        \
+    do {                                                                                                    \
+        for (int64_t at = 0; at < (len); ++at)                                                              \
+            if ((x)[at]) { BODY; }                                                                          \
+    } while (0)
 #endif
-    for (; i < len; ++i) {
-        idx[k] = (int32_t)i;
-        k += x[i] != 0;
-    }
+
+/* The indices of the nonzero bytes of one row x[0..len), written to idx; returns how many. */
+static int64_t scan_row(const uint8_t *restrict x, int64_t len, int32_t *restrict idx) {
+    int64_t k = 0;
+    EACH_EVENT(x, len, at, idx[k++] = (int32_t)at);
     return k;
 }
 
@@ -233,6 +253,25 @@ static void drop_large_lists(EventLists *l) {
         }                                                                                                    \
     }                                                                                                        \
                                                                                                              \
+    /* A layer of at most TW outputs (one tile): each row's events are summed as the scan finds them, in  */ \
+    /* the same (ascending) order, with no event lists. Rows part, part + parts, ...; returns the events.   */ \
+    static int64_t fused_##SUFFIX##_##TW(const uint8_t *restrict x, int64_t n, int64_t f,                    \
+                                         const T *restrict tiles, int64_t o, const T *restrict bias,         \
+                                         T *restrict out, int64_t part, int64_t parts) {                     \
+        int64_t events = 0;                                                                                  \
+        for (int64_t r = part; r < n; r += parts) {                                                          \
+            VEC_##SUFFIX acc[TW / LANES];                                                                    \
+            init_##SUFFIX(acc, TW / LANES, bias);                                                            \
+            EACH_EVENT(x + r * f, f, at, {                                                                   \
+                const VEC_##SUFFIX##_U *row = (const VEC_##SUFFIX##_U *)(tiles + at * TW);                   \
+                for (int j = 0; j < TW / LANES; ++j) acc[j] += row[j];                                       \
+                ++events;                                                                                    \
+            });                                                                                              \
+            memcpy(out + r * o, acc, sizeof(T) * (size_t)o);                                                 \
+        }                                                                                                    \
+        return events;                                                                                       \
+    }                                                                                                        \
+                                                                                                             \
     static void conv_##SUFFIX##_##TW(const int32_t *restrict idx, const int64_t *restrict start,             \
                                      const int32_t *restrict source, int64_t p, int64_t taps, int64_t c,     \
                                      const T *restrict tiles, int64_t o, const T *restrict bias,             \
@@ -310,6 +349,12 @@ static void drop_large_lists(EventLists *l) {
                                          int64_t parts) {                                                    \
         const int64_t m = n > part ? (n - part + parts - 1) / parts : 0; /* this part's rows */              \
         if (m == 0) return 0;                                                                                \
+        if (o <= tw) switch (tw) { /* one tile: no event lists */                                            \
+            case 8: return fused_##SUFFIX##_8(x, n, f, tiles, o, bias, out, part, parts);                    \
+            case 16: return fused_##SUFFIX##_16(x, n, f, tiles, o, bias, out, part, parts);                  \
+            case 32: return fused_##SUFFIX##_32(x, n, f, tiles, o, bias, out, part, parts);                  \
+            default: return fused_##SUFFIX##_64(x, n, f, tiles, o, bias, out, part, parts);                  \
+            }                                                                                                \
         EventLists *lists = lists_for(m * f, m);                                                             \
         if (!lists) return -1;                                                                               \
         int32_t *idx = lists->idx;                                                                           \
