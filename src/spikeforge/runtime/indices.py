@@ -68,10 +68,8 @@ class ConvGeometry:
             if self._inverse32 is None:
                 src = self.source.cpu()
                 r, k = (src >= 0).nonzero(as_tuple=True)
-                q = src[r, k]
-                order = torch.argsort(q, stable=True)
-                hw = self.in_hw[0] * self.in_hw[1]
-                ptr = F.pad(torch.bincount(q, minlength=hw).cumsum(0), (1, 0))
+                order = torch.argsort(src[r, k], stable=True)
+                ptr = F.pad(self.reads.cpu().cumsum(0), (1, 0))  # reads: the pairs per input position
                 pairs = torch.stack([r[order], k[order]], 1)
                 self._inverse32 = (ptr.to(torch.int32).contiguous(), pairs.to(torch.int32).contiguous())
         return self._inverse32

@@ -323,17 +323,16 @@ def _too_large(shape: tuple[int, ...]) -> ValueError:
     return ValueError(f"an input of shape {shape} is too large for the compiled event kernels' int32 event indices")
 
 
-def _spikes(x: torch.Tensor, geom: ConvGeometry | None = None) -> torch.Tensor:
-    """``x`` as one byte per element on the CPU (bool/uint8 as is, anything else compared with 0)."""
-    if x.device.type != "cpu":
-        raise ValueError(f"the compiled event kernels run on the CPU, not on {x.device}")
-    if not fits(x, geom):
-        raise _too_large(tuple(x.shape))
-    return x if x.dtype in (torch.bool, torch.uint8) else x != 0
-
-
 Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # spikes -> (sums, events or (event, tap) pairs)
 SPIKE_BYTES = (torch.bool, torch.uint8)
+
+
+def _spikes(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as one byte per element on the CPU (bool/uint8 as is, anything else compared with 0); the sizes
+    are checked when the kernel is bound."""
+    if x.device.type != "cpu":
+        raise ValueError(f"the compiled event kernels run on the CPU, not on {x.device}")
+    return x if x.dtype in SPIKE_BYTES else x != 0
 
 
 def _bound_check(xb: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -349,10 +348,10 @@ def bind_linear(weights: TiledWeights, shape: Sequence[int], threads: int = 1) -
     if len(shape) != 2:
         raise ValueError(f"a linear layer's spikes are [N, F], got shape {tuple(shape)}")
     n, f = (int(d) for d in shape)
-    if f != weights.rows:
-        raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
     if not _fits((n, f), None):
         raise _too_large((n, f))
+    if f != weights.rows:
+        raise ValueError(f"linear layer of {weights.rows} inputs got {f}")
     tw = weights.tiles
     fn, dtype, outputs, width = load().linear[tw.dtype], tw.dtype, weights.outputs, weights.width
     parts = max(1, min(threads, n, n * f * weights.n_tiles // MIN_WORK_PER_THREAD))
@@ -371,7 +370,7 @@ def bind_linear(weights: TiledWeights, shape: Sequence[int], threads: int = 1) -
 
 
 def linear(xb: torch.Tensor, weights: TiledWeights, threads: int = 1) -> tuple[torch.Tensor, int]:
-    """``xb [N, F]`` bool → ``(y [N, O] = x·Wᵀ + bias, events)``; the rows are split between up to ``threads``
+    """``xb [N, F]`` bool → ``(y [N, O] = x·Wᵀ + bias, events)``; the rows are dealt out to up to ``threads``
     OpenMP threads (fewer for small calls), each scanning its rows and summing every tile: every sum runs in
     event order whatever the split."""
     xb = _spikes(xb)
@@ -388,12 +387,12 @@ def bind_conv(weights: TiledWeights, geom: ConvGeometry, shape: Sequence[int], t
         raise ValueError(f"a conv layer's spikes are [N, C, H, W], got shape {tuple(shape)}")
     n, c, h, w = (int(d) for d in shape)
     ho, wo = geom.out_hw
+    if not _fits((n, c, h, w), geom):
+        raise _too_large((n, c, h, w))
     if geom.taps * c != weights.rows:
         raise ValueError(f"conv layer of {weights.rows} (tap, channel) rows got {geom.taps} taps × {c} channels")
     if tuple(geom.in_hw) != (h, w):
         raise ValueError(f"conv geometry for {tuple(geom.in_hw)} inputs got {(h, w)}")
-    if not _fits((n, c, h, w), geom):
-        raise _too_large((n, c, h, w))
     if mode not in CONV_MODES:
         raise ValueError(f"conv mode must be one of {', '.join(CONV_MODES)}, got {mode!r}")
     tw = weights.tiles
@@ -418,11 +417,11 @@ def bind_conv(weights: TiledWeights, geom: ConvGeometry, shape: Sequence[int], t
 def conv(xb: torch.Tensor, weights: TiledWeights, geom: ConvGeometry, threads: int = 1,
          mode: str = "auto") -> tuple[torch.Tensor, int]:
     """``xb [N, C, H, W]`` bool, ``weights`` tiled from ``W`` as ``[kH·kW·C, O]`` → ``(y [N, O, Ho, Wo]``
-    (channels-last strides), ``(event, tap) pairs``); the images are split between up to ``threads``
+    (channels-last strides), ``(event, tap) pairs``); the images are dealt out to up to ``threads``
     OpenMP threads.
 
     ``mode``: per image, ``gather`` (each output position sums the events its taps read, in registers),
     ``scatter`` (each event adds its weight rows to the outputs its taps reach: cheaper when events are
     few per position) or ``auto`` (chosen per image by the C file's cost rule)."""
-    xb = _spikes(xb, geom)
+    xb = _spikes(xb)
     return bind_conv(weights, geom, xb.shape, threads, mode)(xb)

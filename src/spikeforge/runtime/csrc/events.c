@@ -148,32 +148,27 @@ static int64_t scan_row(const uint8_t *restrict x, int64_t len, int32_t *restric
 static int64_t scan_short(const uint8_t *restrict x, int64_t rows, int64_t len, int32_t *restrict idx,
                           int64_t *restrict start) {
     const int64_t total = rows * len;
-    int64_t k = 0, i = 0, r = 0, row_end = len; /* events so far, byte, its row and the row's end */
+    int64_t k = 0, r = 0, row_end = len; /* events so far, the current row and its end */
 #define EMIT_EVENT(pos)                                                                                    \
     do {                                                                                                   \
         const int64_t at_ = (pos);                                                                         \
         for (; at_ >= row_end; row_end += len) start[++r] = k;                                             \
         idx[k++] = (int32_t)(at_ - (row_end - len));                                                       \
     } while (0)
-#if LITTLE_ENDIAN_HOST
-    for (; i + 64 <= total; i += 64)
-        for (uint64_t mask = block_mask(x + i); mask; mask &= mask - 1) EMIT_EVENT(i + __builtin_ctzll(mask));
-#endif
-    for (; i < total; ++i)
-        if (x[i]) EMIT_EVENT(i);
+    EACH_EVENT(x, total, at, EMIT_EVENT(at));
 #undef EMIT_EVENT
     while (r < rows) start[++r] = k;
     return k;
 }
 
-/* The events of `rows` rows of `len` bytes each (x contiguous), row by row: idx[start[r] .. start[r+1]) the
- * in-row indices of row r's nonzero bytes (idx has room for rows * len entries, start for rows + 1); returns
- * their number. */
-static int64_t scan_rows(const uint8_t *restrict x, int64_t rows, int64_t len, int32_t *restrict idx,
-                         int64_t *restrict start) {
+/* The events of `rows` rows of `len` bytes each, `stride` bytes apart (len: contiguous), row by row:
+ * idx[start[r] .. start[r+1]) the in-row indices of row r's nonzero bytes (idx has room for rows * len
+ * entries, start for rows + 1); returns their number. */
+static int64_t scan_rows(const uint8_t *restrict x, int64_t rows, int64_t len, int64_t stride,
+                         int32_t *restrict idx, int64_t *restrict start) {
     start[0] = 0;
-    if (len < SHORT_ROW) return scan_short(x, rows, len, idx, start);
-    for (int64_t r = 0; r < rows; ++r) start[r + 1] = start[r] + scan_row(x + r * len, len, idx + start[r]);
+    if (len < SHORT_ROW && stride == len) return scan_short(x, rows, len, idx, start);
+    for (int64_t r = 0; r < rows; ++r) start[r + 1] = start[r] + scan_row(x + r * stride, len, idx + start[r]);
     return start[rows];
 }
 
@@ -190,11 +185,14 @@ typedef struct {
 static pthread_key_t lists_key;
 static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
 static int lists_key_ok;
-static void free_lists(void *p) {
-    EventLists *l = p;
+static void release_lists(EventLists *l) {
     free(l->idx);
     free(l->start);
-    free(l);
+    l->idx = NULL, l->start = NULL, l->idx_cap = l->start_cap = 0;
+}
+static void free_lists(void *p) {
+    release_lists(p);
+    free(p);
 }
 static void make_lists_key(void) { lists_key_ok = pthread_key_create(&lists_key, free_lists) == 0; }
 static EventLists *lists_for(int64_t events, int64_t rows) {
@@ -224,10 +222,8 @@ static EventLists *lists_for(int64_t events, int64_t rows) {
 }
 
 static void drop_large_lists(EventLists *l) {
-    if (l->idx_cap * (int64_t)sizeof(int32_t) + l->start_cap * (int64_t)sizeof(int64_t) <= KEEP_BYTES) return;
-    free(l->idx);
-    free(l->start);
-    l->idx = NULL, l->start = NULL, l->idx_cap = l->start_cap = 0;
+    if (l->idx_cap * (int64_t)sizeof(int32_t) + l->start_cap * (int64_t)sizeof(int64_t) > KEEP_BYTES)
+        release_lists(l);
 }
 
 /* One tile width: the sums with TW accumulators (a compile-time width, kept in registers). */
@@ -359,12 +355,7 @@ static void drop_large_lists(EventLists *l) {
         if (!lists) return -1;                                                                               \
         int32_t *idx = lists->idx;                                                                           \
         int64_t *start = lists->start;                                                                       \
-        if (parts == 1) scan_rows(x, n, f, idx, start);                                                      \
-        else {                                                                                               \
-            start[0] = 0;                                                                                    \
-            for (int64_t j = 0; j < m; ++j)                                                                  \
-                start[j + 1] = start[j] + scan_row(x + (part + j * parts) * f, f, idx + start[j]);           \
-        }                                                                                                    \
+        scan_rows(x + part * f, m, f, parts * f, idx, start);                                                \
         T *first = out + part * o;                                                                           \
         switch (tw) {                                                                                        \
         case 8: linear_##SUFFIX##_8(idx, start, m, f, tiles, o, bias, first, parts * o); break;             \
@@ -397,7 +388,7 @@ static void drop_large_lists(EventLists *l) {
             /* thread's, written later: to the end of all images on one thread, else of this image */         \
             const T *end = parts == 1 ? out + images * p * o : om + p * o;                                   \
             int64_t reach = 0; /* the (event, tap) pairs of this image */                                    \
-            scan_rows(xm, hw, c, idx, start);                                                                \
+            scan_rows(xm, hw, c, c, idx, start);                                                             \
             for (int64_t q = 0; q < hw; ++q) reach += (start[q + 1] - start[q]) * (inv_ptr[q + 1] - inv_ptr[q]); \
             pairs += reach;                                                                                  \
             int scatter = mode == MODE_SCATTER ||                                                            \
