@@ -86,6 +86,7 @@ class Variant:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     whole_compile: bool = False  # torch.compile the model
     threads: int = 0  # intra-op threads for this column (0: the process setting; -1: auto from free cores)
+    spike_convs: str = "auto"  # "auto": event-driven convolutions on sparse spikes | "dense": oneDNN only
 
 
 SF = Variant("spikeforge compiled")  # the defaults of a training run with backend "compiled"
@@ -102,6 +103,9 @@ VARIANTS: dict[str, Variant] = {
     "sf-before": BEFORE,
     "sf+channels-last": replace(BEFORE, label="+ channels-last", memory_format="channels_last"),
     "sf+expanded-input": replace(BEFORE, label="+ input expanded over T", expanded_input=True),
+    "sf-dense-convs": replace(SF, label="spikeforge compiled, dense convolutions only", spike_convs="dense"),
+    "sf-dense-whole-compile": replace(SF, label="spikeforge dense convolutions + whole-step torch.compile",
+                                      spike_convs="dense", whole_compile=True),
     "sf-whole-compile": replace(SF, label="spikeforge + whole-step torch.compile", whole_compile=True),
     "sf-bf16": replace(SF, label="spikeforge bf16", precision="bf16"),
     "sf-fused-bf16": replace(SF, label="spikeforge fused (eager) bf16", backend="fused", precision="bf16"),
@@ -140,7 +144,7 @@ def build(name: str, v: Variant, device: torch.device) -> tuple[nn.Module, Runne
             return None
         net = build_model(ModelConfig(name=name, num_classes=CLASSES, in_channels=cin, input_size=size,
                                       width=width, neuron=neuron_config(v.backend),
-                                      memory_format=v.memory_format))
+                                      memory_format=v.memory_format, spike_convs=v.spike_convs))
         built = (net, torch.compile(net, dynamic=False) if v.whole_compile else net)
     if built is None:
         return None
@@ -244,7 +248,7 @@ def profile_step(step: Callable[[], None], rows: dict[str, dict[str, Any]], col:
             step()
     ops = sorted(((e.key, e.self_cpu_time_total) for e in prof.key_averages()), key=lambda kv: -kv[1])
     total = sum(t for _, t in ops)
-    conv = sum(t for k, t in ops if "convolution" in k)
+    conv = sum(t for k, t in ops if "convolution" in k or "spike_conv" in k)
     out: dict[str, Any] = {"column": col, "conv_share": conv / total,
                            "top_ops": [(k, round(100 * t / total, 1)) for k, t in ops[:PROFILE_TOP]]}
     if BASELINE in rows:

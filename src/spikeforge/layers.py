@@ -17,6 +17,10 @@ Weights keep their usual contiguous layout (state dicts, exports and reparameter
 difference). In eval mode the activations are contiguous, the layout the analysis tools
 (``energy.count_ops`` follows pooled spike counts by storage, ``verify``, ``convert``) expect.
 
+Spike inputs: in training, a :class:`Conv2d` whose ``spike_convs`` is set (:func:`set_spike_convs`, recipe
+``model.spike_convs``, default "auto") sums the weight rows of the inputs that spiked instead of computing
+the dense product, where the input is binary and sparse enough (:mod:`spikeforge.spike_conv`).
+
 Time-invariant inputs: a ``[T, B, ...]`` input that is one step expanded over T (stride 0 along
 T, e.g. ``x.expand(T, ...)`` for direct encoding) is convolved once and the output expanded
 again; autograd sums the T gradients before the single convolution backward.
@@ -30,6 +34,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import spike_conv
+from .spike_conv import SpikeConvConfig
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -63,6 +70,7 @@ class Conv2d(nn.Conv2d):
     """Time-distributed ``nn.Conv2d`` over ``[T, B, ...]`` inputs, output in ``memory_format``."""
 
     memory_format: torch.memory_format = torch.contiguous_format
+    spike_convs: SpikeConvConfig | None = None  # event-driven when the input is spikes (training, CPU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = x.shape[0]
@@ -73,8 +81,14 @@ class Conv2d(nn.Conv2d):
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         fmt = self.memory_format if self.training else torch.contiguous_format
+        x = x.contiguous(memory_format=fmt)
+        cfg = self.spike_convs
+        if cfg is not None and self.training and spike_conv.applies(x, self.weight, self.stride, self.padding,
+                                                                      self.dilation, self.groups, self.padding_mode):
+            y = spike_conv.spike_conv2d(x, self.weight, self.stride, self.padding, cfg)  # type: ignore[arg-type]
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
         # oneDNN picks the output layout from the input's, and a 1-channel input is both layouts
-        return super().forward(x.contiguous(memory_format=fmt)).contiguous(memory_format=fmt)
+        return super().forward(x).contiguous(memory_format=fmt)
 
 
 def set_memory_format(model: nn.Module, name: str) -> nn.Module:
@@ -86,6 +100,15 @@ def set_memory_format(model: nn.Module, name: str) -> nn.Module:
     for m in model.modules():
         if isinstance(m, Conv2d):
             m.memory_format = fmt
+    return model
+
+
+def set_spike_convs(model: nn.Module, cfg: SpikeConvConfig | str) -> nn.Module:
+    """Set every time-distributed :class:`Conv2d` of ``model`` to ``cfg`` (or a mode name: "auto" | "dense")."""
+    cfg = SpikeConvConfig(mode=cfg) if isinstance(cfg, str) else cfg
+    for m in model.modules():
+        if isinstance(m, Conv2d):
+            m.spike_convs = cfg if cfg.mode == "auto" else None
     return model
 
 

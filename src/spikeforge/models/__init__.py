@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..layers import MEMORY_FORMATS, set_memory_format
+from ..layers import MEMORY_FORMATS, set_memory_format, set_spike_convs
 from ..neurons import NeuronConfig
+from ..spike_conv import MODES as SPIKE_CONV_MODES
 from .imported import nir_model
 from .resnet import BasicBlock, resnet18, resnet19, resnet34
 from .sdsnn import cifar_convnet, sdsnn_convnet
@@ -41,6 +42,7 @@ class ModelConfig:
     spiking_output: bool = False
     init: str = "kaiming"  # synaptic weight init: "kaiming" (normal, fan-in, ReLU gain; zero bias) | "torch"
     memory_format: str = "channels_last"  # activation layout while training: "channels_last" | "contiguous"
+    spike_convs: str = "auto"  # training convs on spikes: "auto" (event-driven where sparse, CPU) | "dense"
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     graph: str = ""  # name = "nir": the imported graph's structure as JSON (spikeforge.nir.GraphSpec)
 
@@ -68,11 +70,13 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ValueError(f"model.init must be one of {sorted(INITS)}, got {cfg.init!r}")
     if cfg.memory_format not in MEMORY_FORMATS:
         raise ValueError(f"model.memory_format must be one of {sorted(MEMORY_FORMATS)}, got {cfg.memory_format!r}")
+    if cfg.spike_convs not in SPIKE_CONV_MODES:
+        raise ValueError(f"model.spike_convs must be one of {sorted(SPIKE_CONV_MODES)}, got {cfg.spike_convs!r}")
     model = factory(num_classes=cfg.num_classes, in_channels=cfg.in_channels, input_size=cfg.input_size,
                    width=cfg.width, neuron=cfg.neuron, residual=cfg.residual, pool=cfg.pool,
                    spiking_output=cfg.spiking_output, graph=cfg.graph)
     INITS[cfg.init](model)
-    return set_memory_format(model, cfg.memory_format)
+    return set_spike_convs(set_memory_format(model, cfg.memory_format), cfg.spike_convs)
 
 
 __all__ = ["MODELS", "ModelConfig", "build_model", "BasicBlock", "neuron_sites", "synaptic_layers",

@@ -113,11 +113,12 @@ def shares_torch_openmp() -> bool:
     return any(line.endswith("/libgomp.so.1") for line in maps.splitlines())
 
 
-def _compile(cc: str, flags: Sequence[str], out: Path) -> str | None:
-    """Compile to ``out``; the compiler's first error line, or None on success."""
+def _compile(cc: str, flags: Sequence[str], out: Path, source: Path | None = None) -> str | None:
+    """Compile ``source`` (default :data:`SOURCE`) to ``out``; the compiler's first error line, or None on success."""
+    source = source or SOURCE
     tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        proc = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
+        proc = subprocess.run([cc, *flags, str(source), "-o", str(tmp)], capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as err:
         tmp.unlink(missing_ok=True)
@@ -138,10 +139,11 @@ def candidates() -> list[tuple[str, ...]]:
             *([PORTABLE_FLAGS] if openmp else [])]
 
 
-def build(directory: Path | None = None, flags: Sequence[str] | None = None) -> Path:
-    """The compiled library's path for one flag set (default: the first of :func:`candidates` that
-    compiles), building it if this source/compiler/CPU/flags has none yet. A failed compile leaves a
-    ``.failed`` note (its error) so later processes do not retry it."""
+def build(directory: Path | None = None, flags: Sequence[str] | None = None, source: Path | None = None) -> Path:
+    """The compiled library of ``source`` (default: the event kernels) for one flag set (default: the first of
+    :func:`candidates` that compiles), building it if this source/compiler/CPU/flags has none yet. A failed
+    compile leaves a ``.failed`` note (its error) so later processes do not retry it."""
+    source = source or SOURCE
     cc = _compiler()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -154,15 +156,15 @@ def build(directory: Path | None = None, flags: Sequence[str] | None = None) -> 
         directory = _private_tmp()
     errors: list[str] = []
     for option in ([tuple(flags)] if flags is not None else candidates()):
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _cpu_id(), *option]).encode())
-        lib = directory / f"events-{'omp-' if OPENMP in option else ''}{key.hexdigest()[:20]}.so"
+        key = hashlib.sha256("\0".join([source.read_text(), cc, version, _cpu_id(), *option]).encode())
+        lib = directory / f"{source.stem}-{'omp-' if OPENMP in option else ''}{key.hexdigest()[:20]}.so"
         note = lib.with_suffix(".failed")
         if lib.exists():
             return lib
         if note.exists():
             errors.append(note.read_text(errors="replace").strip() or "?")
             continue
-        failure = _compile(cc, option, lib)
+        failure = _compile(cc, option, lib, source)
         if failure is None:
             return lib
         errors.append(failure)
@@ -170,7 +172,7 @@ def build(directory: Path | None = None, flags: Sequence[str] | None = None) -> 
             note.write_text(failure + "\n")
         except OSError:
             pass
-    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {errors[-1] if errors else '?'}")
+    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {errors[-1] if errors else '?'}")
 
 
 @dataclass(frozen=True)

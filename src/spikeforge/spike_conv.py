@@ -1,0 +1,255 @@
+"""Event-driven convolutions for training: a spiking layer's input is 0/1, so its convolution needs no products.
+
+A convolution fed by a neuron's spikes computes, per output, the sum of the weight rows of the inputs that
+spiked; its weight gradient is, per weight, the sum of the output gradients those spikes reached:
+
+    y[i, o, p]    = Σ_{(c, q) spiked in image i, q in the window of p} W[o, c, q − p]
+    ∂L/∂W[o, c, k] = Σ_i Σ_{(c, q) spiked} ∂L/∂y[i, o, (q − k)]        (stride and padding as the layer's)
+
+At the firing rates SNNs train at (a few to ~15 % of inputs per step) this is far less work than the dense
+products oneDNN computes, which multiply every zero too. The input gradient ``∂L/∂x = Wᵀ ⋆ ∂L/∂y`` has a
+dense right-hand side and stays oneDNN's. ``runtime/csrc/spike_conv.c`` holds the kernels (float32,
+NHWC, the caller's OpenMP threads); the sums are float32 like the dense ones, in a different order, so
+results agree with the dense convolution to float32 rounding, not bitwise.
+
+When it runs (:class:`SpikeConvConfig`, recipe ``model.spike_convs``): a time-distributed
+:class:`spikeforge.layers.Conv2d` in training mode on CPU, float32 without autocast, channels-last input,
+one group, dilation 1, zero padding, and a compiled kernel available. Each call first counts the input's
+events (and checks that every value is exactly 0 or 1, stopping at the first other value for inputs such as
+images or quantized-ReLU activations); a non-binary input, or a firing rate above ``forward_max_rate``, runs
+the dense convolution instead. The backward takes the event path for the weight gradient only at rates up to
+``weight_grad_max_rate`` (its crossover with oneDNN is lower). Both paths are deterministic for a given
+thread count; the forward's sums do not depend on the thread count at all.
+
+The ops are ``torch.library`` custom ops (``spikeforge::spike_conv2d`` and its weight gradient), so a
+whole-step ``torch.compile`` keeps them as single nodes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+SOURCE = Path(__file__).with_name("runtime") / "csrc" / "spike_conv.c"  # built by runtime.native's machinery
+MODES = ("auto", "dense")
+LANES = 16  # the kernels' vector width in float32: output channels are padded to a multiple of it
+INT32_LIMIT = 2**31 - 1  # event lists and weight offsets are int32
+POSITION_LIMIT = 1 << 15  # positions are packed as (row << 16 | column)
+NOT_BINARY, NO_MEMORY = -1, -2  # the kernels' refusals
+
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_COUNT_ARGS: list[Any] = [_PTR, _I64]
+# x; n h w ci; weights or grad; co cop kh kw sh sw ph pw oh ow; out or dw
+_CONV_ARGS: list[Any] = [_PTR, *[_I64] * 4, _PTR, *[_I64] * 10, _PTR]
+
+
+@dataclass(frozen=True)
+class SpikeConvConfig:
+    """Recipe ``model.spike_convs`` (the mode) and the rates at which the event path stops paying.
+
+    Crossovers measured on this project's 2-core AVX-512 VM (``bench/spike_conv.py``): the forward beats
+    oneDNN's NHWC float32 convolution up to ≈ 15–30 % input firing depending on the channel count, the weight
+    gradient up to ≈ 10–30 %; the defaults take the low ends."""
+
+    mode: str = "auto"  # "auto": event path where the input is binary and sparse enough | "dense": oneDNN always
+    forward_max_rate: float = 0.15
+    weight_grad_max_rate: float = 0.10
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"model.spike_convs must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("forward_max_rate", "weight_grad_max_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"SpikeConvConfig.{name} must be within [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    count: Any
+    forward: Any
+    weight_grad: Any
+    path: Path
+
+
+_lock = threading.Lock()
+_kernels: _Kernels | None = None
+_failure: str | None = None
+
+
+def _load() -> _Kernels:
+    # the build machinery of the event runtime's kernels (imported here: the runtime package imports the
+    # models, which import layers, which import this module)
+    from .runtime.native import NativeUnavailable, build, candidates
+
+    reasons: list[str] = []
+    for flags in candidates():
+        try:
+            lib = ctypes.CDLL(str(build(flags=flags, source=SOURCE)))
+            count, forward, weight_grad = lib.spike_count, lib.spike_conv_forward, lib.spike_conv_weight_grad
+        except NativeUnavailable as err:
+            reasons.append(str(err))
+            continue
+        except (OSError, AttributeError) as err:
+            reasons.append(f"loading the compiled spike convolution failed: {err}")
+            continue
+        count.argtypes, count.restype = _COUNT_ARGS, _I64
+        forward.argtypes, forward.restype = _CONV_ARGS, _I64
+        weight_grad.argtypes, weight_grad.restype = _CONV_ARGS, _I64
+        return _Kernels(count, forward, weight_grad, Path(lib._name))
+    raise NativeUnavailable(reasons[-1] if reasons else "no build to try")
+
+
+def kernels() -> _Kernels | None:
+    """The compiled kernels (built on first use), or None where they cannot be built (warned once: the
+    convolutions then run dense, with the same results up to float32 rounding)."""
+    global _kernels, _failure
+    if _kernels is not None or _failure is not None:
+        return _kernels
+    from .runtime.native import NativeUnavailable
+
+    with _lock:
+        if _kernels is None and _failure is None:
+            try:
+                _kernels = _load()
+            except NativeUnavailable as err:
+                _failure = str(err)
+                warnings.warn(f"spikeforge: event-driven training convolutions unavailable, running them dense: "
+                              f"{err}", RuntimeWarning, stacklevel=3)
+    return _kernels
+
+
+def available() -> bool:
+    return kernels() is not None
+
+
+def _out_size(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padding: Any, dilation: tuple[int, ...],
+            groups: int, padding_mode: str) -> bool:
+    """Whether the event path can take this call at all (the rate and the kernels are checked inside the op;
+    nothing here may load them, as a whole-step ``torch.compile`` traces this function)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.dim() != 4:
+        return False
+    if groups != 1 or tuple(dilation) != (1, 1) or padding_mode != "zeros" or isinstance(padding, str):
+        return False
+    if torch.is_autocast_enabled("cpu") or not x.is_contiguous(memory_format=torch.channels_last):
+        return False
+    n, ci, h, w = x.shape
+    co, _, kh, kw = weight.shape
+    cop = -(-co // LANES) * LANES
+    if min(_out_size(h, kh, stride[0], padding[0]), _out_size(w, kw, stride[1], padding[1])) < 1:
+        return False  # F.conv2d says what is wrong
+    return (h < POSITION_LIMIT and w < POSITION_LIMIT and h * w * ci <= INT32_LIMIT
+            and w * ci * cop <= INT32_LIMIT and x.numel() > 0)  # (no kernels: the op runs dense, warned once)
+
+
+def _padded_weights(weight: torch.Tensor) -> torch.Tensor:
+    """``W [O, C, kH, kW]`` as the kernels read it: ``[kH, kW, C, O']``, O' = O rounded up to LANES."""
+    co, ci, kh, kw = weight.shape
+    wt = weight.new_zeros(kh, kw, ci, -(-co // LANES) * LANES)
+    wt[..., :co] = weight.detach().permute(2, 3, 1, 0)
+    return wt
+
+
+def _geometry(x: torch.Tensor, weight_shape: list[int], stride: list[int], padding: list[int]) -> list[int]:
+    n, ci, h, w = x.shape
+    co, _, kh, kw = weight_shape
+    oh, ow = _out_size(h, kh, stride[0], padding[0]), _out_size(w, kw, stride[1], padding[1])
+    return [n, h, w, ci, co, -(-co // LANES) * LANES, kh, kw, stride[0], stride[1], padding[0], padding[1], oh, ow]
+
+
+def _checked(code: int) -> int:
+    if code == NO_MEMORY:
+        raise MemoryError("the event-driven convolution could not allocate its event lists")
+    return code
+
+
+@torch.library.custom_op("spikeforge::spike_conv2d", mutates_args=())
+def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
+                    max_rate: float, weight_grad_max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(F.conv2d(x, weight, None, stride, padding) in channels-last, events)``; ``events`` is the input's
+    spike count, or −1 where the dense convolution ran (input not binary, or firing above ``max_rate``).
+    ``weight_grad_max_rate`` is the backward's limit (see :func:`weight_grad_op`)."""
+    k = kernels()
+    events = -1 if k is None else k.count(x.data_ptr(), x.numel())
+    if events < 0 or events > max_rate * x.numel():
+        y = F.conv2d(x, weight, None, stride, padding).contiguous(memory_format=torch.channels_last)
+        return y, torch.tensor(-1, dtype=torch.int64)
+    assert k is not None
+    n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
+    out = torch.empty(n, oh, ow, co, dtype=x.dtype)
+    wt = _padded_weights(weight)
+    _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                       out.data_ptr()))
+    return out.permute(0, 3, 1, 2), torch.tensor(events, dtype=torch.int64)
+
+
+@spike_conv2d_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
+      max_rate: float, weight_grad_max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, h, w = x.shape
+    co, _, kh, kw = weight.shape
+    oh, ow = _out_size(h, kh, stride[0], padding[0]), _out_size(w, kw, stride[1], padding[1])
+    y = x.new_empty((n, oh, ow, co)).permute(0, 3, 1, 2)
+    return y, x.new_empty((), dtype=torch.int64)
+
+
+@torch.library.custom_op("spikeforge::spike_conv2d_weight_grad", mutates_args=())
+def weight_grad_op(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, stride: list[int],
+                   padding: list[int], events: torch.Tensor, max_rate: float) -> torch.Tensor:
+    """``∂L/∂W`` of :func:`spike_conv2d_op` given ``grad = ∂L/∂y``: summed over ``x``'s events where the
+    forward counted them and the rate is at most ``max_rate``, else oneDNN's dense weight gradient."""
+    k, count = kernels(), int(events)
+    if k is None or count < 0 or count > max_rate * x.numel():
+        return torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
+                                                   [False, True, False])[1].contiguous()
+    n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
+    g = grad.permute(0, 2, 3, 1).contiguous()  # NHWC rows (a view when grad is channels-last already)
+    dw = torch.empty(kh, kw, ci, cop, dtype=x.dtype)
+    _checked(k.weight_grad(x.data_ptr(), n, h, w, ci, g.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                           dw.data_ptr()))
+    return dw[..., :co].permute(3, 2, 0, 1).contiguous()
+
+
+@weight_grad_op.register_fake
+def _(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
+      events: torch.Tensor, max_rate: float) -> torch.Tensor:
+    return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, weight, stride, padding, _, weight_grad_max_rate = inputs
+    ctx.save_for_backward(x, weight, output[1])
+    ctx.stride, ctx.padding, ctx.weight_grad_max_rate = stride, padding, weight_grad_max_rate
+
+
+def _backward(ctx: Any, grad: torch.Tensor, _events_grad: Any) -> tuple[Any, ...]:
+    x, weight, events = ctx.saved_tensors
+    gx = gw = None
+    if ctx.needs_input_grad[0]:
+        gx = torch.ops.aten.convolution_backward(grad, x, weight, None, ctx.stride, ctx.padding, [1, 1], False,
+                                                 [0, 0], 1, [True, False, False])[0]
+    if ctx.needs_input_grad[1]:
+        gw = weight_grad_op(x, grad, weight, ctx.stride, ctx.padding, events, ctx.weight_grad_max_rate)
+    return gx, gw, None, None, None, None
+
+
+spike_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def spike_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                 config: SpikeConvConfig) -> torch.Tensor:
+    """The convolution of binary ``x`` (channels-last ``[N, C, H, W]``) with ``weight``, event-driven where the
+    input is binary and its rate at most ``config.forward_max_rate``; call where :func:`applies` holds."""
+    y, _ = spike_conv2d_op(x, weight, list(stride), list(padding), config.forward_max_rate,
+                           config.weight_grad_max_rate)
+    return y

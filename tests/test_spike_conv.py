@@ -1,0 +1,236 @@
+"""Event-driven training convolutions (spikeforge.spike_conv): equal to the dense convolution and its
+gradients up to float32 rounding, on every geometry the kernels take; dense where they must not run."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeforge import layers, spike_conv
+from spikeforge.models import ModelConfig, build_model
+from spikeforge.spike_conv import SpikeConvConfig, spike_conv2d, spike_conv2d_op, weight_grad_op
+
+pytestmark = pytest.mark.skipif(not spike_conv.available(), reason="no C compiler for the spike-conv kernels")
+
+CL = torch.channels_last
+ALL = SpikeConvConfig(forward_max_rate=1.0, weight_grad_max_rate=1.0)  # event path whatever the rate
+
+
+def spikes(*shape: int, rate: float = 0.1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < rate).float().contiguous(memory_format=CL)
+
+
+def dense_and_events(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                     cfg: SpikeConvConfig = ALL) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(output, input grad, weight grad) of F.conv2d and of the event path, for one random output grad."""
+    out: list[list[torch.Tensor]] = []
+    for run in (lambda a, b: F.conv2d(a, b, None, stride, padding),
+                lambda a, b: spike_conv2d(a, b, stride, padding, cfg)):
+        a, b = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        y = run(a, b)
+        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+        (y * g).sum().backward()
+        out.append([y.detach(), a.grad, b.grad])
+    return out[0], out[1]
+
+
+GEOMETRIES = [  # (n, ci, co, h, w, kernel, stride, padding)
+    (3, 32, 32, 12, 12, (3, 3), (1, 1), (1, 1)),  # a ResNet stage conv
+    (2, 32, 64, 11, 11, (3, 3), (2, 2), (1, 1)),  # downsampling, odd size
+    (2, 5, 20, 9, 7, (3, 3), (1, 2), (0, 1)),  # < 16 channels in, rectangular, per-axis stride/padding
+    (2, 17, 130, 6, 6, (1, 1), (1, 1), (0, 0)),  # a 1×1 shortcut, 130 outputs (two passes, padded tail)
+    (2, 8, 16, 10, 10, (5, 5), (2, 2), (2, 2)),
+    (1, 40, 24, 5, 9, (3, 1), (1, 1), (1, 0)),  # non-square kernel
+    (2, 16, 300, 4, 4, (3, 3), (1, 1), (2, 2)),  # padding wider than needed: border outputs see no input
+]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+@pytest.mark.parametrize("rate", [0.0, 0.05, 0.3, 1.0])
+def test_equals_dense_conv_and_gradients(geom: tuple, rate: float) -> None:
+    n, ci, co, h, w, k, s, p = geom
+    x = spikes(n, ci, h, w, rate=rate)
+    weight = torch.randn(co, ci, *k, generator=torch.Generator().manual_seed(2)) * 0.2
+    (y0, gx0, gw0), (y1, gx1, gw1) = dense_and_events(x, weight, s, p)
+    assert y1.shape == y0.shape and y1.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw1, gw0, rtol=1e-5, atol=1e-4)
+
+
+def test_applies_only_where_the_kernels_can_run() -> None:
+    x, w = spikes(2, 16, 8, 8), torch.randn(8, 16, 3, 3)
+    args = ((1, 1), (1, 1), (1, 1), 1, "zeros")
+    assert spike_conv.applies(x, w, *args)
+    assert not spike_conv.applies(x.contiguous(), w, *args)  # NCHW
+    assert not spike_conv.applies(x.double(), w.double(), *args)
+    assert not spike_conv.applies(x, w, (1, 1), (1, 1), (2, 2), 1, "zeros")  # dilation
+    assert not spike_conv.applies(x, w, (1, 1), (1, 1), (1, 1), 1, "reflect")
+    assert not spike_conv.applies(x, w, (1, 1), "same", (1, 1), 1, "zeros")
+    assert not spike_conv.applies(x[..., :2, :2].contiguous(memory_format=CL), w, (1, 1), (0, 0), (1, 1), 1,
+                                  "zeros")  # no output: F.conv2d raises its own error
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not spike_conv.applies(x, w, *args)
+
+
+def test_event_path_runs_and_counts_events() -> None:
+    x = spikes(2, 16, 8, 8, rate=0.1)
+    y, events = spike_conv2d_op(x, torch.randn(8, 16, 3, 3), [1, 1], [1, 1], 1.0, 1.0)
+    assert int(events) == int(x.count_nonzero())
+
+
+def test_forward_does_not_depend_on_thread_count() -> None:
+    x, w = spikes(6, 32, 10, 10, rate=0.2), torch.randn(48, 32, 3, 3)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(spike_conv2d(x, w, (1, 1), (1, 1), ALL))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+def test_weight_grad_is_deterministic() -> None:
+    x, w = spikes(5, 16, 8, 8, rate=0.1), torch.randn(24, 16, 3, 3)
+    g = torch.randn(5, 24, 8, 8).contiguous(memory_format=CL)
+    events = torch.tensor(int(x.count_nonzero()))
+    a = weight_grad_op(x, g, w, [1, 1], [1, 1], events, 1.0)
+    b = weight_grad_op(x, g, w, [1, 1], [1, 1], events, 1.0)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("where", [0, 5000, -1])  # first look, parallel count, last entry
+@pytest.mark.parametrize("value", [0.5, 2.0, -1.0, -0.0, float("nan")])
+def test_non_binary_input_runs_dense(where: int, value: float) -> None:
+    x = spikes(2, 16, 20, 20, rate=0.05)
+    x.permute(0, 2, 3, 1).view(-1)[where] = value  # the channels-last storage, in order
+    w = torch.randn(8, 16, 3, 3)
+    y, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)
+    assert int(events) == -1
+    torch.testing.assert_close(y, F.conv2d(x, w, None, 1, 1), rtol=0, atol=0, equal_nan=True)
+
+
+def test_rate_limits_choose_the_path() -> None:
+    x, w = spikes(2, 16, 8, 8, rate=0.3), torch.randn(8, 16, 3, 3)
+    _, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 0.2, 1.0)
+    assert int(events) == -1  # above forward_max_rate: dense
+    _, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 0.4, 1.0)
+    assert int(events) > 0
+    g = torch.randn(2, 8, 8, 8).contiguous(memory_format=CL)
+    dense = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                [False, True, False])[1]
+    assert torch.equal(weight_grad_op(x, g, w, [1, 1], [1, 1], events, 0.2), dense.contiguous())  # above: dense
+    torch.testing.assert_close(weight_grad_op(x, g, w, [1, 1], [1, 1], events, 0.4), dense, rtol=1e-5, atol=1e-5)
+
+
+def test_custom_ops_pass_opcheck() -> None:
+    x, w = spikes(2, 16, 6, 6, rate=0.2).requires_grad_(), torch.randn(24, 16, 3, 3, requires_grad=True)
+    for op, args in ((spike_conv2d_op, (x, w, [1, 1], [1, 1], 1.0, 1.0)),
+                     (weight_grad_op, (x.detach(), torch.randn(2, 24, 6, 6), w.detach(), [1, 1], [1, 1],
+                                       torch.tensor(int(x.count_nonzero())), 1.0))):
+        result = torch.library.opcheck(op, args)
+        assert set(result.values()) == {"SUCCESS"}, result
+
+
+def conv_layer(cfg: SpikeConvConfig | str = "auto") -> layers.Conv2d:
+    conv = layers.Conv2d(16, 8, 3, padding=1, bias=True)
+    conv.memory_format = CL
+    layers.set_spike_convs(conv, cfg)
+    return conv
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = spike_conv.spike_conv2d
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spike_conv, "spike_conv2d", spy)
+    return calls
+
+
+def test_conv2d_layer_uses_events_in_training_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_calls(monkeypatch)
+    conv = conv_layer()
+    x = spikes(8, 16, 6, 6, rate=0.1).reshape(2, 4, 16, 6, 6)  # [T, B, C, H, W]
+    y = conv(x)
+    assert len(calls) == 1
+    torch.testing.assert_close(y, F.conv2d(x.flatten(0, 1), conv.weight, conv.bias, 1, 1).reshape(2, 4, 8, 6, 6),
+                               rtol=1e-5, atol=1e-5)
+    conv.eval()
+    conv(x)
+    assert len(calls) == 1  # eval: contiguous dense, as the analysis tools expect
+    conv.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(x)
+    assert len(calls) == 1  # autocast: dense bf16
+    layers.set_spike_convs(conv, "dense")
+    conv(x)
+    assert len(calls) == 1
+
+
+def test_model_config_sets_and_checks_spike_convs() -> None:
+    def convs(mode: str) -> list[SpikeConvConfig | None]:
+        net = build_model(ModelConfig(name="sdsnn_convnet", spike_convs=mode))
+        return [m.spike_convs for m in net.modules() if isinstance(m, layers.Conv2d)]
+
+    assert all(c == SpikeConvConfig() for c in convs("auto"))
+    assert all(c is None for c in convs("dense"))
+    with pytest.raises(ValueError, match="model.spike_convs"):
+        build_model(ModelConfig(spike_convs="sparse"))
+    with pytest.raises(ValueError, match="forward_max_rate"):
+        SpikeConvConfig(forward_max_rate=1.5)
+
+
+def test_resnet_training_step_matches_dense() -> None:
+    cfg = dict(name="resnet19", num_classes=10, in_channels=3, input_size=16, width=0.125)
+    nets = [build_model(ModelConfig(**cfg, spike_convs=mode)).train() for mode in ("dense", "auto")]
+    nets[1].load_state_dict(nets[0].state_dict())
+    for net in nets:  # every spiking conv takes the event path, whatever it fires
+        layers.set_spike_convs(net, ALL)
+    layers.set_spike_convs(nets[0], "dense")
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(3)).unsqueeze(0).expand(2, 4, 3, 16, 16)
+    grads = []
+    for net in nets:
+        net.zero_grad()
+        net(x).sum().backward()
+        grads.append({k: p.grad for k, p in net.named_parameters()})
+    for k, g in grads[0].items():
+        torch.testing.assert_close(grads[1][k], g, rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_whole_model_compiles_without_graph_breaks() -> None:
+    net = build_model(ModelConfig(name="sdsnn_convnet", input_size=12)).train()
+    layers.set_spike_convs(net, ALL)
+    compiled = torch.compile(net, fullgraph=True, dynamic=False)
+    x = spikes(4, 1, 12, 12, rate=0.5).reshape(2, 2, 1, 12, 12)
+    out = compiled(x)
+    out.sum().backward()
+    reference = net(x)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_without_kernels_runs_dense_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spikeforge.runtime.native import NativeUnavailable
+
+    def fail() -> None:
+        raise NativeUnavailable("no C compiler: 'nope' is not on PATH (set CC to one)")
+
+    monkeypatch.setattr(spike_conv, "_kernels", None)
+    monkeypatch.setattr(spike_conv, "_failure", None)
+    monkeypatch.setattr(spike_conv, "_load", fail)
+    x, w = spikes(2, 16, 6, 6, rate=0.1), torch.randn(8, 16, 3, 3)
+    with pytest.warns(RuntimeWarning, match="running them dense: no C compiler"):
+        y, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)
+    assert int(events) == -1 and torch.equal(y, F.conv2d(x, w, None, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)  # warned once only
