@@ -71,6 +71,7 @@ def test_applies_only_where_the_kernels_can_run() -> None:
     assert not spike_conv.applies(x, w, (1, 1), (1, 1), (2, 2), 1, "zeros")  # dilation
     assert not spike_conv.applies(x, w, (1, 1), (1, 1), (1, 1), 1, "reflect")
     assert not spike_conv.applies(x, w, (1, 1), "same", (1, 1), 1, "zeros")
+    assert not spike_conv.applies(x, w[..., :1, :1], (1, 1), (0, 0), (1, 1), 1, "zeros")  # 1×1: dense
     assert not spike_conv.applies(x[..., :2, :2].contiguous(memory_format=CL), w, (1, 1), (0, 0), (1, 1), 1,
                                   "zeros")  # no output: F.conv2d raises its own error
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -183,6 +184,7 @@ def test_model_config_sets_and_checks_spike_convs() -> None:
         return [m.spike_convs for m in net.modules() if isinstance(m, layers.Conv2d)]
 
     assert all(c == SpikeConvConfig() for c in convs("auto"))
+    assert SpikeConvConfig().forward_max_rate == 0.10 and SpikeConvConfig().weight_grad_max_rate == 0.08
     assert all(c is None for c in convs("dense"))
     with pytest.raises(ValueError, match="model.spike_convs"):
         build_model(ModelConfig(spike_convs="sparse"))

@@ -14,12 +14,12 @@ results agree with the dense convolution to float32 rounding, not bitwise.
 
 When it runs (:class:`SpikeConvConfig`, recipe ``model.spike_convs``): a time-distributed
 :class:`spikeforge.layers.Conv2d` in training mode on CPU, float32 without autocast, channels-last input,
-one group, dilation 1, zero padding, and a compiled kernel available. Each call first counts the input's
-events (and checks that every value is exactly 0 or 1, stopping at the first other value for inputs such as
-images or quantized-ReLU activations); a non-binary input, or a firing rate above ``forward_max_rate``, runs
-the dense convolution instead. The backward takes the event path for the weight gradient only at rates up to
-``weight_grad_max_rate`` (its crossover with oneDNN is lower). Both paths are deterministic for a given
-thread count; the forward's sums do not depend on the thread count at all.
+a kernel larger than 1×1, one group, dilation 1, zero padding, and a compiled kernel available. Each call
+first counts the input's events (and checks that every value is exactly 0 or 1, stopping at the first other
+value for inputs such as images or quantized-ReLU activations); a non-binary input, or a firing rate above
+``forward_max_rate``, runs the dense convolution instead. The backward takes the event path for the weight
+gradient only at rates up to ``weight_grad_max_rate`` (its crossover with oneDNN is lower). Both paths are
+deterministic for a given thread count; the forward's sums do not depend on the thread count at all.
 
 The ops are ``torch.library`` custom ops (``spikeforge::spike_conv2d`` and its weight gradient), so a
 whole-step ``torch.compile`` keeps them as single nodes.
@@ -43,6 +43,8 @@ LANES = 16  # the kernels' vector width in float32: output channels are padded t
 INT32_LIMIT = 2**31 - 1  # event lists and weight offsets are int32
 POSITION_LIMIT = 1 << 15  # positions are packed as (row << 16 | column)
 NOT_BINARY, NO_MEMORY = -1, -2  # the kernels' refusals
+MIN_TAPS = 2  # 1×1 convolutions stay dense: a channel mix is one GEMM, and the scan alone costs more (measured
+# 0.2–0.4× on ResNet-19's 1×1 stride-2 shortcut at 2–30 % firing)
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _COUNT_ARGS: list[Any] = [_PTR, _I64]
@@ -54,13 +56,14 @@ _CONV_ARGS: list[Any] = [_PTR, *[_I64] * 4, _PTR, *[_I64] * 10, _PTR]
 class SpikeConvConfig:
     """Recipe ``model.spike_convs`` (the mode) and the rates at which the event path stops paying.
 
-    Crossovers measured on this project's 2-core AVX-512 VM (``bench/spike_conv.py``): the forward beats
-    oneDNN's NHWC float32 convolution up to ≈ 15–30 % input firing depending on the channel count, the weight
-    gradient up to ≈ 10–30 %; the defaults take the low ends."""
+    Where the event path stops paying was measured on this project's 2-core AVX-512 VM (``bench/spike_conv.py``,
+    BENCHMARKS.md §5, ResNet-19 × 0.25's shapes): the forward beats oneDNN's NHWC float32 convolution up to
+    9–32 % input firing (fewer output channels and stride 2: lower), the weight gradient up to 8–22 %. The
+    defaults sit at the low ends, so no layer of those shapes runs slower than dense by more than a few %."""
 
     mode: str = "auto"  # "auto": event path where the input is binary and sparse enough | "dense": oneDNN always
-    forward_max_rate: float = 0.15
-    weight_grad_max_rate: float = 0.10
+    forward_max_rate: float = 0.10
+    weight_grad_max_rate: float = 0.08
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -139,7 +142,8 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padd
     nothing here may load them, as a whole-step ``torch.compile`` traces this function)."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.dim() != 4:
         return False
-    if groups != 1 or tuple(dilation) != (1, 1) or padding_mode != "zeros" or isinstance(padding, str):
+    if groups != 1 or tuple(dilation) != (1, 1) or padding_mode != "zeros" or isinstance(padding, str) \
+            or weight.shape[-2] * weight.shape[-1] < MIN_TAPS:
         return False
     if torch.is_autocast_enabled("cpu") or not x.is_contiguous(memory_format=torch.channels_last):
         return False
