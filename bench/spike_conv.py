@@ -5,8 +5,8 @@
     python bench/spike_conv.py --run runs/cifar10-resnet19   # the input firing of a trained run's convs
 
 For each shape and rate: the forward (``spikeforge::spike_conv2d`` vs ``F.conv2d`` on channels-last
-input) and the weight gradient (``spikeforge::spike_conv2d_weight_grad`` vs aten's
-``convolution_backward`` with only the weight output), both with every rate limit lifted, so the
+input) and the weight gradient (``spikeforge::spike_conv2d_backward`` vs aten's ``convolution_backward``,
+both asked for the weight gradient only), both with every rate limit lifted, so the
 event path runs whatever the rate; timed interleaved in one process (median ms; ratio = dense time /
 event time per round, median and range). The rate limits of ``SpikeConvConfig`` come from where these
 ratios cross 1. The input gradient is oneDNN's in both paths and is not timed.
@@ -29,7 +29,7 @@ from common import load_average, markdown_table, time_interleaved
 
 from spikeforge import layers
 from spikeforge.data.encode import prepare_batch
-from spikeforge.spike_conv import SpikeConvConfig, spike_conv2d_op, weight_grad_op
+from spikeforge.spike_conv import SpikeConvConfig, backward_op, spike_conv2d_op
 from spikeforge.train import load_run
 
 SHAPES = [  # (in channels, out channels, input size, kernel, stride, padding): ResNet-19 × 0.25 on 32×32
@@ -98,15 +98,15 @@ def main() -> None:
             x = (torch.rand(args.batch, ci, size, size, generator=gen) < rate).float().contiguous(memory_format=CL)
             y = F.conv2d(x, w, None, s, p)
             g = torch.randn(y.shape, generator=gen).contiguous(memory_format=CL)
-            events = spike_conv2d_op(x, w, [s, s], [p, p], 1.0, 1.0)[1]
+            events = spike_conv2d_op(x, w, None, [s, s], [p, p], 1.0, 1.0)[1]
             assert int(events) >= 0, "the event path must run here"
             fns = {
                 "dense fwd": lambda x=x, w=w, s=s, p=p: F.conv2d(x, w, None, s, p),
-                "event fwd": lambda x=x, w=w, s=s, p=p: spike_conv2d_op(x, w, [s, s], [p, p], 1.0, 1.0),
+                "event fwd": lambda x=x, w=w, s=s, p=p: spike_conv2d_op(x, w, None, [s, s], [p, p], 1.0, 1.0),
                 "dense wgrad": lambda x=x, w=w, g=g, s=s, p=p: torch.ops.aten.convolution_backward(
                     g, x, w, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, [False, True, False]),
-                "event wgrad": lambda x=x, w=w, g=g, s=s, p=p, e=events: weight_grad_op(
-                    x, g, w, [s, s], [p, p], e, 1.0),
+                "event wgrad": lambda x=x, w=w, g=g, s=s, p=p, e=events: backward_op(
+                    g, x, w, e, [s, s], [p, p], 1.0, [False, True, False]),
             }
             t = time_interleaved(fns, torch.device("cpu"), args.warmup, args.repeats)
             fwd, wgrad = t.ratio("event fwd", "dense fwd"), t.ratio("event wgrad", "dense wgrad")

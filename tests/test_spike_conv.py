@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from spikeforge import layers, spike_conv
 from spikeforge.models import ModelConfig, build_model
-from spikeforge.spike_conv import SpikeConvConfig, spike_conv2d, spike_conv2d_op, weight_grad_op
+from spikeforge.spike_conv import SpikeConvConfig, backward_op, spike_conv2d, spike_conv2d_op
 
 pytestmark = pytest.mark.skipif(not spike_conv.available(), reason="no C compiler for the spike-conv kernels")
 
@@ -24,18 +24,20 @@ def spikes(*shape: int, rate: float = 0.1, seed: int = 0) -> torch.Tensor:
     return (torch.rand(*shape, generator=g) < rate).float().contiguous(memory_format=CL)
 
 
-def dense_and_events(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                     cfg: SpikeConvConfig = ALL) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(output, input grad, weight grad) of F.conv2d and of the event path, for one random output grad."""
-    out: list[list[torch.Tensor]] = []
-    for run in (lambda a, b: F.conv2d(a, b, None, stride, padding),
-                lambda a, b: spike_conv2d(a, b, stride, padding, cfg)):
+def dense_and_events(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                     padding: tuple[int, int], cfg: SpikeConvConfig = ALL) -> list[list[torch.Tensor | None]]:
+    """[output, input grad, weight grad, bias grad] of F.conv2d and of the event path, for one random output
+    grad."""
+    out: list[list[torch.Tensor | None]] = []
+    for run in (lambda a, b, c: F.conv2d(a, b, c, stride, padding),
+                lambda a, b, c: spike_conv2d(a, b, c, stride, padding, cfg)):
         a, b = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
-        y = run(a, b)
+        c = None if bias is None else bias.detach().clone().requires_grad_()
+        y = run(a, b, c)
         g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
         (y * g).sum().backward()
-        out.append([y.detach(), a.grad, b.grad])
-    return out[0], out[1]
+        out.append([y.detach(), a.grad, b.grad, None if c is None else c.grad])
+    return out
 
 
 GEOMETRIES = [  # (n, ci, co, h, w, kernel, stride, padding)
@@ -51,15 +53,20 @@ GEOMETRIES = [  # (n, ci, co, h, w, kernel, stride, padding)
 
 @pytest.mark.parametrize("geom", GEOMETRIES)
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.3, 1.0])
-def test_equals_dense_conv_and_gradients(geom: tuple, rate: float) -> None:
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_equals_dense_conv_and_gradients(geom: tuple, rate: float, with_bias: bool) -> None:
     n, ci, co, h, w, k, s, p = geom
     x = spikes(n, ci, h, w, rate=rate)
     weight = torch.randn(co, ci, *k, generator=torch.Generator().manual_seed(2)) * 0.2
-    (y0, gx0, gw0), (y1, gx1, gw1) = dense_and_events(x, weight, s, p)
-    assert y1.shape == y0.shape and y1.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gx1, gx0, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gw1, gw0, rtol=1e-5, atol=1e-4)
+    bias = torch.randn(co) if with_bias else None
+    dense, events = dense_and_events(x, weight, bias, s, p)
+    assert events[0].shape == dense[0].shape and events[0].is_contiguous(memory_format=CL)
+    for name, a, b, atol in zip(("output", "input grad", "weight grad", "bias grad"), events, dense,
+                                (1e-5, 1e-5, 1e-4, 1e-4), strict=True):
+        if b is None:
+            assert a is None, name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_applies_only_where_the_kernels_can_run() -> None:
@@ -80,7 +87,7 @@ def test_applies_only_where_the_kernels_can_run() -> None:
 
 def test_event_path_runs_and_counts_events() -> None:
     x = spikes(2, 16, 8, 8, rate=0.1)
-    y, events = spike_conv2d_op(x, torch.randn(8, 16, 3, 3), [1, 1], [1, 1], 1.0, 1.0)
+    y, events = spike_conv2d_op(x, torch.randn(8, 16, 3, 3), None, [1, 1], [1, 1], 1.0, 1.0)
     assert int(events) == int(x.count_nonzero())
 
 
@@ -91,7 +98,7 @@ def test_forward_does_not_depend_on_thread_count() -> None:
         outs = []
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            outs.append(spike_conv2d(x, w, (1, 1), (1, 1), ALL))
+            outs.append(spike_conv2d(x, w, None, (1, 1), (1, 1), ALL))
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
@@ -101,9 +108,9 @@ def test_weight_grad_is_deterministic() -> None:
     x, w = spikes(5, 16, 8, 8, rate=0.1), torch.randn(24, 16, 3, 3)
     g = torch.randn(5, 24, 8, 8).contiguous(memory_format=CL)
     events = torch.tensor(int(x.count_nonzero()))
-    a = weight_grad_op(x, g, w, [1, 1], [1, 1], events, 1.0)
-    b = weight_grad_op(x, g, w, [1, 1], [1, 1], events, 1.0)
-    assert torch.equal(a, b)
+    a = backward_op(g, x, w, events, [1, 1], [1, 1], 1.0, [False, True, False])
+    b = backward_op(g, x, w, events, [1, 1], [1, 1], 1.0, [False, True, False])
+    assert a[0].numel() == 0 and a[2].numel() == 0 and torch.equal(a[1], b[1])
 
 
 @pytest.mark.parametrize("where", [0, 5000, -1])  # first look, parallel count, last entry
@@ -112,29 +119,38 @@ def test_non_binary_input_runs_dense(where: int, value: float) -> None:
     x = spikes(2, 16, 20, 20, rate=0.05)
     x.permute(0, 2, 3, 1).view(-1)[where] = value  # the channels-last storage, in order
     w = torch.randn(8, 16, 3, 3)
-    y, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)
+    b = torch.randn(8)
+    y, events = spike_conv2d_op(x, w, b, [1, 1], [1, 1], 1.0, 1.0)
     assert int(events) == -1
-    torch.testing.assert_close(y, F.conv2d(x, w, None, 1, 1), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, 1, 1), rtol=0, atol=0, equal_nan=True)
 
 
 def test_rate_limits_choose_the_path() -> None:
     x, w = spikes(2, 16, 8, 8, rate=0.3), torch.randn(8, 16, 3, 3)
-    _, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 0.2, 1.0)
+    _, events = spike_conv2d_op(x, w, None, [1, 1], [1, 1], 0.2, 1.0)
     assert int(events) == -1  # above forward_max_rate: dense
-    _, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 0.4, 1.0)
+    _, events = spike_conv2d_op(x, w, None, [1, 1], [1, 1], 0.4, 1.0)
     assert int(events) > 0
     g = torch.randn(2, 8, 8, 8).contiguous(memory_format=CL)
-    dense = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
-                                                [False, True, False])[1]
-    assert torch.equal(weight_grad_op(x, g, w, [1, 1], [1, 1], events, 0.2), dense.contiguous())  # above: dense
-    torch.testing.assert_close(weight_grad_op(x, g, w, [1, 1], [1, 1], events, 0.4), dense, rtol=1e-5, atol=1e-5)
+    mask = [True, True, True]
+    dense = torch.ops.aten.convolution_backward(g, x, w, [8], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+    above = backward_op(g, x, w, events, [1, 1], [1, 1], 0.2, mask)  # above the weight-grad limit: one dense call
+    assert all(torch.equal(a, b) for a, b in zip(above, dense, strict=True))
+    below = backward_op(g, x, w, events, [1, 1], [1, 1], 0.4, mask)
+    assert torch.equal(below[0], dense[0])  # the input gradient is oneDNN's either way
+    torch.testing.assert_close(below[1], dense[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(below[2], dense[2], rtol=1e-5, atol=1e-5)
 
 
 def test_custom_ops_pass_opcheck() -> None:
     x, w = spikes(2, 16, 6, 6, rate=0.2).requires_grad_(), torch.randn(24, 16, 3, 3, requires_grad=True)
-    for op, args in ((spike_conv2d_op, (x, w, [1, 1], [1, 1], 1.0, 1.0)),
-                     (weight_grad_op, (x.detach(), torch.randn(2, 24, 6, 6), w.detach(), [1, 1], [1, 1],
-                                       torch.tensor(int(x.count_nonzero())), 1.0))):
+    b = torch.randn(24, requires_grad=True)
+    events = torch.tensor(int(x.count_nonzero()))
+    g = torch.randn(2, 24, 6, 6).contiguous(memory_format=CL)
+    for op, args in ((spike_conv2d_op, (x, w, b, [1, 1], [1, 1], 1.0, 1.0)),
+                     (spike_conv2d_op, (x, w, None, [2, 2], [0, 0], 1.0, 1.0)),
+                     (backward_op, (g, x.detach(), w.detach(), events, [1, 1], [1, 1], 1.0, [True, True, True])),
+                     (backward_op, (g, x.detach(), w.detach(), events, [1, 1], [1, 1], 1.0, [False, True, False]))):
         result = torch.library.opcheck(op, args)
         assert set(result.values()) == {"SUCCESS"}, result
 
@@ -231,8 +247,8 @@ def test_without_kernels_runs_dense_and_warns_once(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(spike_conv, "_load", fail)
     x, w = spikes(2, 16, 6, 6, rate=0.1), torch.randn(8, 16, 3, 3)
     with pytest.warns(RuntimeWarning, match="running them dense: no C compiler"):
-        y, events = spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)
+        y, events = spike_conv2d_op(x, w, None, [1, 1], [1, 1], 1.0, 1.0)
     assert int(events) == -1 and torch.equal(y, F.conv2d(x, w, None, 1, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        spike_conv2d_op(x, w, [1, 1], [1, 1], 1.0, 1.0)  # warned once only
+        spike_conv2d_op(x, w, None, [1, 1], [1, 1], 1.0, 1.0)  # warned once only

@@ -85,8 +85,8 @@ class Conv2d(nn.Conv2d):
         cfg = self.spike_convs
         if cfg is not None and self.training and spike_conv.applies(x, self.weight, self.stride, self.padding,
                                                                       self.dilation, self.groups, self.padding_mode):
-            y = spike_conv.spike_conv2d(x, self.weight, self.stride, self.padding, cfg)  # type: ignore[arg-type]
-            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+            return spike_conv.spike_conv2d(x, self.weight, self.bias, self.stride, self.padding,  # type: ignore[arg-type]
+                                           cfg)
         # oneDNN picks the output layout from the input's, and a 1-channel input is both layouts
         return super().forward(x).contiguous(memory_format=fmt)
 

@@ -21,8 +21,9 @@ value for inputs such as images or quantized-ReLU activations); a non-binary inp
 gradient only at rates up to ``weight_grad_max_rate`` (its crossover with oneDNN is lower). Both paths are
 deterministic for a given thread count; the forward's sums do not depend on the thread count at all.
 
-The ops are ``torch.library`` custom ops (``spikeforge::spike_conv2d`` and its weight gradient), so a
-whole-step ``torch.compile`` keeps them as single nodes.
+The ops are ``torch.library`` custom ops (``spikeforge::spike_conv2d`` and its backward), so a whole-step
+``torch.compile`` keeps them as single nodes. Where the dense path runs, the op makes the same oneDNN calls
+as ``F.conv2d`` and its backward (bias fused, one backward call for all three gradients).
 """
 
 from __future__ import annotations
@@ -178,15 +179,16 @@ def _checked(code: int) -> int:
 
 
 @torch.library.custom_op("spikeforge::spike_conv2d", mutates_args=())
-def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
-                    max_rate: float, weight_grad_max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(F.conv2d(x, weight, None, stride, padding) in channels-last, events)``; ``events`` is the input's
+def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int],
+                    padding: list[int], max_rate: float,
+                    weight_grad_max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(F.conv2d(x, weight, bias, stride, padding) in channels-last, events)``; ``events`` is the input's
     spike count, or −1 where the dense convolution ran (input not binary, or firing above ``max_rate``).
-    ``weight_grad_max_rate`` is the backward's limit (see :func:`weight_grad_op`)."""
+    ``weight_grad_max_rate`` is the backward's limit (see :func:`backward_op`)."""
     k = kernels()
     events = -1 if k is None else k.count(x.data_ptr(), x.numel())
     if events < 0 or events > max_rate * x.numel():
-        y = F.conv2d(x, weight, None, stride, padding).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
         return y, torch.tensor(-1, dtype=torch.int64)
     assert k is not None
     n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
@@ -194,11 +196,13 @@ def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, stride: list[int], pa
     wt = _padded_weights(weight)
     _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
                        out.data_ptr()))
+    if bias is not None:
+        out.add_(bias.detach())
     return out.permute(0, 3, 1, 2), torch.tensor(events, dtype=torch.int64)
 
 
 @spike_conv2d_op.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int], padding: list[int],
       max_rate: float, weight_grad_max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     n, _, h, w = x.shape
     co, _, kh, kw = weight.shape
@@ -207,53 +211,65 @@ def _(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[in
     return y, x.new_empty((), dtype=torch.int64)
 
 
-@torch.library.custom_op("spikeforge::spike_conv2d_weight_grad", mutates_args=())
-def weight_grad_op(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, stride: list[int],
-                   padding: list[int], events: torch.Tensor, max_rate: float) -> torch.Tensor:
-    """``∂L/∂W`` of :func:`spike_conv2d_op` given ``grad = ∂L/∂y``: summed over ``x``'s events where the
-    forward counted them and the rate is at most ``max_rate``, else oneDNN's dense weight gradient."""
+@torch.library.custom_op("spikeforge::spike_conv2d_backward", mutates_args=())
+def backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, events: torch.Tensor,
+                stride: list[int], padding: list[int], max_rate: float,
+                output_mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(∂L/∂x, ∂L/∂W, ∂L/∂b)`` of :func:`spike_conv2d_op` given ``grad = ∂L/∂y``, each only where
+    ``output_mask`` asks (else an empty tensor). The weight gradient sums over ``x``'s events where the
+    forward counted them and the rate is at most ``max_rate``; otherwise all three come from one dense
+    oneDNN backward, as for ``F.conv2d``. ``∂L/∂x`` is always oneDNN's."""
     k, count = kernels(), int(events)
-    if k is None or count < 0 or count > max_rate * x.numel():
-        return torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
-                                                   [False, True, False])[1].contiguous()
-    n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
-    g = grad.permute(0, 2, 3, 1).contiguous()  # NHWC rows (a view when grad is channels-last already)
-    dw = torch.empty(kh, kw, ci, cop, dtype=x.dtype)
-    _checked(k.weight_grad(x.data_ptr(), n, h, w, ci, g.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
-                           dw.data_ptr()))
-    return dw[..., :co].permute(3, 2, 0, 1).contiguous()
+    if k is None or count < 0 or count > max_rate * x.numel() or not output_mask[1]:
+        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], stride, padding, [1, 1],
+                                                         False, [0, 0], 1, output_mask)
+    else:
+        n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
+        g = grad.permute(0, 2, 3, 1).contiguous()  # NHWC rows (a view when grad is channels-last already)
+        dw = torch.empty(kh, kw, ci, cop, dtype=x.dtype)
+        _checked(k.weight_grad(x.data_ptr(), n, h, w, ci, g.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                               dw.data_ptr()))
+        gw = dw[..., :co].permute(3, 2, 0, 1)
+        gx = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
+                                                 [True, False, False])[0] if output_mask[0] else None
+        gb = grad.sum((0, 2, 3)) if output_mask[2] else None
+    return (x.new_empty(0) if gx is None else gx.contiguous(memory_format=torch.channels_last),
+            x.new_empty(0) if gw is None else gw.contiguous(), x.new_empty(0) if gb is None else gb)
 
 
-@weight_grad_op.register_fake
-def _(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int],
-      events: torch.Tensor, max_rate: float) -> torch.Tensor:
-    return torch.empty_like(weight, memory_format=torch.contiguous_format)
+@backward_op.register_fake
+def _(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, events: torch.Tensor, stride: list[int],
+      padding: list[int], max_rate: float,
+      output_mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.empty_like(x, memory_format=torch.channels_last) if output_mask[0] else x.new_empty(0),
+            torch.empty_like(weight, memory_format=torch.contiguous_format) if output_mask[1] else x.new_empty(0),
+            x.new_empty(weight.shape[0]) if output_mask[2] else x.new_empty(0))
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
-    x, weight, stride, padding, _, weight_grad_max_rate = inputs
+    x, weight, bias, stride, padding, _, weight_grad_max_rate = inputs
     ctx.save_for_backward(x, weight, output[1])
+    ctx.has_bias = bias is not None
     ctx.stride, ctx.padding, ctx.weight_grad_max_rate = stride, padding, weight_grad_max_rate
 
 
 def _backward(ctx: Any, grad: torch.Tensor, _events_grad: Any) -> tuple[Any, ...]:
     x, weight, events = ctx.saved_tensors
-    gx = gw = None
-    if ctx.needs_input_grad[0]:
-        gx = torch.ops.aten.convolution_backward(grad, x, weight, None, ctx.stride, ctx.padding, [1, 1], False,
-                                                 [0, 0], 1, [True, False, False])[0]
-    if ctx.needs_input_grad[1]:
-        gw = weight_grad_op(x, grad, weight, ctx.stride, ctx.padding, events, ctx.weight_grad_max_rate)
-    return gx, gw, None, None, None, None
+    mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]),
+            ctx.has_bias and bool(ctx.needs_input_grad[2])]
+    if not any(mask):
+        return None, None, None, None, None, None, None
+    gx, gw, gb = backward_op(grad, x, weight, events, ctx.stride, ctx.padding, ctx.weight_grad_max_rate, mask)
+    return gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None, None, None
 
 
 spike_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def spike_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                 config: SpikeConvConfig) -> torch.Tensor:
-    """The convolution of binary ``x`` (channels-last ``[N, C, H, W]``) with ``weight``, event-driven where the
-    input is binary and its rate at most ``config.forward_max_rate``; call where :func:`applies` holds."""
-    y, _ = spike_conv2d_op(x, weight, list(stride), list(padding), config.forward_max_rate,
+def spike_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                 padding: tuple[int, int], config: SpikeConvConfig) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding)`` for channels-last ``[N, C, H, W]`` ``x``, event-driven where
+    ``x`` is binary and its rate at most ``config.forward_max_rate``; call where :func:`applies` holds."""
+    y, _ = spike_conv2d_op(x, weight, bias, list(stride), list(padding), config.forward_max_rate,
                            config.weight_grad_max_rate)
     return y
