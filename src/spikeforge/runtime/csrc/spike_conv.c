@@ -73,19 +73,22 @@ static int64_t scan_image(const float *restrict x, int64_t hw, int64_t ci, int32
     int64_t k = 0;
 #if defined(__AVX512F__)
     const __m512i one = _mm512_set1_epi32((int)ONE_BITS);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __mmask16 bad = 0;
 #endif
     for (int64_t p = 0; p < hw; ++p) {
         start[p] = (int32_t)k;
         const uint32_t *row = b + p * ci;
         int64_t c = 0;
 #if defined(__AVX512F__)
-        for (; c + LANES <= ci; c += LANES) {
+        for (; c + LANES <= ci; c += LANES) { /* branch-free: the spiking lanes' channels, stored compressed */
             const __m512i v = _mm512_loadu_si512(row + c);
             const __mmask16 nz = _mm512_test_epi32_mask(v, v);
-            if (!nz) continue;
-            if (_mm512_mask_cmpneq_epi32_mask(nz, v, one)) return NOT_BINARY;
-            for (uint32_t m = nz; m; m &= m - 1) ch[k++] = (int32_t)(c + __builtin_ctz(m));
+            bad |= _mm512_mask_cmpneq_epi32_mask(nz, v, one);
+            _mm512_mask_compressstoreu_epi32(ch + k, nz, _mm512_add_epi32(lanes, _mm512_set1_epi32((int)c)));
+            k += __builtin_popcount(nz);
         }
+        if (bad) return NOT_BINARY;
 #endif
         for (; c < ci; ++c) {
             const uint32_t v = row[c];
