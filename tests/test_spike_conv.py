@@ -200,7 +200,7 @@ def test_model_config_sets_and_checks_spike_convs() -> None:
         return [m.spike_convs for m in net.modules() if isinstance(m, layers.Conv2d)]
 
     assert all(c == SpikeConvConfig() for c in convs("auto"))
-    assert SpikeConvConfig().forward_max_rate == 0.10 and SpikeConvConfig().weight_grad_max_rate == 0.08
+    assert SpikeConvConfig().forward_max_rate == 0.15 and SpikeConvConfig().weight_grad_max_rate == 0.08
     assert all(c is None for c in convs("dense"))
     with pytest.raises(ValueError, match="model.spike_convs"):
         build_model(ModelConfig(spike_convs="sparse"))
