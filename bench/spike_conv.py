@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from common import load_average, markdown_table, time_interleaved
 
-from spikeforge import layers
+from spikeforge import layers, spike_conv
 from spikeforge.data.encode import prepare_batch
 from spikeforge.spike_conv import SpikeConvConfig, backward_op, spike_conv2d_op
 from spikeforge.train import load_run
@@ -48,13 +48,16 @@ def run_rates(run_dir: str, samples: int) -> None:
     run = load_run(run_dir)
     data = run.load_data()
     batch = prepare_batch(data.test.x[:samples], data.info, run.recipe.data, None, None, train=False)
-    found: list[tuple[str, float | None, tuple[int, ...]]] = []
+    found: list[tuple[str, float | None, tuple[int, ...], bool]] = []
 
     def record(name: str):  # noqa: ANN202 - a forward hook
-        def hook(_m: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        def hook(m: layers.Conv2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             x = inputs[0]
             binary = bool(((x == 0) | (x == 1)).all())
-            found.append((name, float((x != 0).float().mean()) if binary else None, tuple(x.shape[2:])))
+            step = x[0] if x.stride(0) == 0 else x.flatten(0, 1)  # what the layer convolves
+            takes = spike_conv.applies(step.contiguous(memory_format=CL), m.weight, m.stride, m.padding,
+                                       m.dilation, m.groups, m.padding_mode)
+            found.append((name, float((x != 0).float().mean()) if binary else None, tuple(x.shape[2:]), takes))
         return hook
 
     for name, m in run.model.named_modules():
@@ -65,9 +68,10 @@ def run_rates(run_dir: str, samples: int) -> None:
         run.model(batch)
     cfg = SpikeConvConfig()
     rows = []
-    for name, rate, shape in found:
-        path = ("dense (not spikes)" if rate is None else "events" if rate <= cfg.forward_max_rate else "dense (busy)")
-        grad = "" if rate is None else "events" if rate <= cfg.weight_grad_max_rate else "dense"
+    for name, rate, shape, takes in found:
+        path = ("dense (not spikes)" if rate is None else "dense (kernel, layout or dtype)" if not takes
+                else "events" if rate <= cfg.forward_max_rate else "dense (busy)")
+        grad = "" if rate is None or not takes else "events" if rate <= cfg.weight_grad_max_rate else "dense"
         rows.append([name, "×".join(map(str, shape)), "not spikes" if rate is None else f"{rate:.1%}", path, grad])
     print(f"# conv inputs of {run_dir} on {samples} test images (training mode), {run.recipe.name}\n")
     print(markdown_table(["conv", "input [C×H×W]", "input firing", "forward (auto)", "weight grad (auto)"], rows))

@@ -3,7 +3,9 @@ gradients up to float32 rounding, on every geometry the kernels take; dense wher
 
 from __future__ import annotations
 
+import copy
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -252,3 +254,45 @@ def test_without_kernels_runs_dense_and_warns_once(monkeypatch: pytest.MonkeyPat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spike_conv2d_op(x, w, None, [1, 1], [1, 1], 1.0, 1.0)  # warned once only
+
+
+def test_training_on_the_event_path_resumes_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which path a call takes depends on its input alone, and both are deterministic: a run stopped after
+    epoch 1 and resumed ends with the weights of an uninterrupted run."""
+    from develop_helpers import TINY_SIZE
+    from reliability_helpers import weights
+
+    from spikeforge.data.base import ArrayDataset, DatasetInfo, DataSplits
+    from spikeforge.train.engine import train
+    from spikeforge.train.recipe import recipe_from_dict
+
+    gen = torch.Generator().manual_seed(0)
+    dim = ArrayDataset(torch.randint(0, 30, (64, 1, TINY_SIZE, TINY_SIZE), generator=gen).to(torch.uint8),
+                       torch.arange(64) % 2)  # rate-coded at ≈ 6 %: every spiking conv input is sparse
+    splits = DataSplits(dim, dim, DatasetInfo("synthetic", 2, 1, TINY_SIZE))
+    doc = {
+        "name": "tiny-spike-convs",
+        "model": {"name": "cifar_convnet", "width": 0.0625, "in_channels": 1, "input_size": TINY_SIZE,
+                  "num_classes": 2, "pool": "max", "neuron": {"kind": "lif"}},
+        "data": {"name": "mnist", "time_steps": 2, "encoding": "rate"},
+        "train": {"epochs": 2, "batch_size": 16, "precision": "fp32", "device": "cpu",
+                  "optimizer": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "constant"}},
+    }
+    recipe = recipe_from_dict(copy.deepcopy(doc))
+    doc["train"]["epochs"] = 1  # type: ignore[index]
+    events: list[int] = []
+    op = spike_conv.spike_conv2d_op
+
+    def counting(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        y, n = op(*args)  # type: ignore[arg-type]
+        events.append(int(n))
+        return y, n
+
+    monkeypatch.setattr(spike_conv, "spike_conv2d_op", counting)
+    quiet = {"quiet": True, "splits": splits}
+    train(recipe, tmp_path / "whole", **quiet)  # type: ignore[arg-type]
+    assert sum(n >= 0 for n in events) >= len(events) // 2, f"the event path should run for most calls: {events}"
+    train(recipe_from_dict(doc), tmp_path / "split", **quiet)  # type: ignore[arg-type]
+    train(recipe, tmp_path / "split", resume=True, **quiet)  # type: ignore[arg-type]
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
