@@ -85,6 +85,15 @@ def test_applies_only_where_the_kernels_can_run() -> None:
                                   "zeros")  # no output: F.conv2d raises its own error
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not spike_conv.applies(x, w, *args)
+    assert not spike_conv.applies(x, torch.randn(8, 32, 3, 3), *args)  # channels: F.conv2d's own error
+    assert not spike_conv.applies(x, w, (1, 1), (-1, 1), (1, 1), 1, "zeros")
+    assert not spike_conv.applies(x, w, (11, 1), (1, 1), (1, 1), 1, "zeros")  # stride past the padded input
+
+
+def test_a_wrong_channel_count_gets_torchs_error() -> None:
+    conv = conv_layer()  # 16 input channels
+    with pytest.raises(RuntimeError, match="16 channels"):
+        conv(spikes(4, 32, 6, 6).reshape(2, 2, 32, 6, 6))
 
 
 def test_event_path_runs_and_counts_events() -> None:
@@ -152,7 +161,9 @@ def test_custom_ops_pass_opcheck() -> None:
     for op, args in ((spike_conv2d_op, (x, w, b, [1, 1], [1, 1], 1.0, 1.0)),
                      (spike_conv2d_op, (x, w, None, [2, 2], [0, 0], 1.0, 1.0)),
                      (backward_op, (g, x.detach(), w.detach(), events, [1, 1], [1, 1], 1.0, [True, True, True])),
-                     (backward_op, (g, x.detach(), w.detach(), events, [1, 1], [1, 1], 1.0, [False, True, False]))):
+                     (backward_op, (g, x.detach(), w.detach(), events, [1, 1], [1, 1], 1.0, [False, True, False])),
+                     (backward_op, (g, x.detach(), w.detach(), torch.tensor(-1), [1, 1], [1, 1], 1.0,
+                                    [True, False, True]))):
         result = torch.library.opcheck(op, args)
         assert set(result.values()) == {"SUCCESS"}, result
 
@@ -296,3 +307,28 @@ def test_training_on_the_event_path_resumes_bit_identical(tmp_path: Path, monkey
     train(recipe, tmp_path / "split", resume=True, **quiet)  # type: ignore[arg-type]
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "split")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_double_backward_matches_dense() -> None:
+    x, w = spikes(2, 16, 6, 6, rate=0.1), torch.randn(8, 16, 3, 3)
+    outs = []
+    for run in (lambda a, b: F.conv2d(a, b, None, 1, 1), lambda a, b: spike_conv2d(a, b, None, (1, 1), (1, 1), ALL)):
+        a, b = x.clone().requires_grad_(), w.clone().requires_grad_()
+        (gw,) = torch.autograd.grad((run(a, b) ** 2).sum(), b, create_graph=True)
+        (ggx,) = torch.autograd.grad(gw.square().sum(), a)
+        outs.append((gw.detach(), ggx))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-3)
+
+
+def test_input_changed_behind_autograds_back_runs_dense() -> None:
+    """A saved input edited through ``.data`` after the forward (autograd cannot see it): the weight gradient
+    kernel finds the non-binary value and the backward runs dense on what it finds, as F.conv2d's would."""
+    x, w = spikes(2, 16, 6, 6, rate=0.1).requires_grad_(), torch.randn(8, 16, 3, 3, requires_grad=True)
+    y = spike_conv2d(x, w, None, (1, 1), (1, 1), ALL)
+    x.data[0, 0, 0, 0] = 0.5
+    y.sum().backward()
+    edited = x.detach()
+    dense = torch.ops.aten.convolution_backward(torch.ones_like(y), edited, w.detach(), None, [1, 1], [1, 1], [1, 1],
+                                                False, [0, 0], 1, [False, True, False])[1]
+    assert w.grad is not None and torch.equal(w.grad, dense.contiguous())

@@ -141,8 +141,9 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padd
             groups: int, padding_mode: str) -> bool:
     """Whether the event path can take this call at all (the rate and the kernels are checked inside the op;
     nothing here may load them, as a whole-step ``torch.compile`` traces this function)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.dim() != 4:
-        return False
+    if x.device.type != "cpu" or weight.device.type != "cpu" or x.dtype != torch.float32 \
+            or weight.dtype != torch.float32 or x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1]:
+        return False  # (a wrong channel count: F.conv2d says what is wrong)
     if groups != 1 or tuple(dilation) != (1, 1) or padding_mode != "zeros" or isinstance(padding, str) \
             or weight.shape[-2] * weight.shape[-1] < MIN_TAPS:
         return False
@@ -151,8 +152,10 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padd
     n, ci, h, w = x.shape
     co, _, kh, kw = weight.shape
     cop = -(-co // LANES) * LANES
-    if min(_out_size(h, kh, stride[0], padding[0]), _out_size(w, kw, stride[1], padding[1])) < 1:
+    if min(padding) < 0 or min(_out_size(h, kh, stride[0], padding[0]), _out_size(w, kw, stride[1], padding[1])) < 1:
         return False  # F.conv2d says what is wrong
+    if stride[0] > h + 2 * padding[0] or stride[1] > w + 2 * padding[1]:
+        return False  # one output per axis: the weight gradient's stride-phase buckets would only cost memory
     return (h < POSITION_LIMIT and w < POSITION_LIMIT and h * w * ci <= INT32_LIMIT
             and w * ci * cop <= INT32_LIMIT and x.numel() > 0)  # (no kernels: the op runs dense, warned once)
 
@@ -172,10 +175,12 @@ def _geometry(x: torch.Tensor, weight_shape: list[int], stride: list[int], paddi
     return [n, h, w, ci, co, -(-co // LANES) * LANES, kh, kw, stride[0], stride[1], padding[0], padding[1], oh, ow]
 
 
-def _checked(code: int) -> int:
+def _checked(code: int) -> bool:
+    """Whether a kernel call succeeded; False when it found a value that is not 0 or 1 (the input changed after
+    it was counted, e.g. through ``.data``: the caller runs dense, as ``F.conv2d`` would on that input)."""
     if code == NO_MEMORY:
         raise MemoryError("the event-driven convolution could not allocate its event lists")
-    return code
+    return code != NOT_BINARY
 
 
 @torch.library.custom_op("spikeforge::spike_conv2d", mutates_args=())
@@ -187,15 +192,17 @@ def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     ``weight_grad_max_rate`` is the backward's limit (see :func:`backward_op`)."""
     k = kernels()
     events = -1 if k is None else k.count(x.data_ptr(), x.numel())
+    if 0 <= events <= max_rate * x.numel():
+        assert k is not None
+        n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
+        out = torch.empty(n, oh, ow, co, dtype=x.dtype)
+        wt = _padded_weights(weight)
+        if not _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                                  out.data_ptr())):
+            events = -1
     if events < 0 or events > max_rate * x.numel():
         y = F.conv2d(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
         return y, torch.tensor(-1, dtype=torch.int64)
-    assert k is not None
-    n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
-    out = torch.empty(n, oh, ow, co, dtype=x.dtype)
-    wt = _padded_weights(weight)
-    _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
-                       out.data_ptr()))
     if bias is not None:
         out.add_(bias.detach())
     return out.permute(0, 3, 1, 2), torch.tensor(events, dtype=torch.int64)
@@ -220,19 +227,23 @@ def backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, event
     forward counted them and the rate is at most ``max_rate``; otherwise all three come from one dense
     oneDNN backward, as for ``F.conv2d``. ``∂L/∂x`` is always oneDNN's."""
     k, count = kernels(), int(events)
-    if k is None or count < 0 or count > max_rate * x.numel() or not output_mask[1]:
-        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], stride, padding, [1, 1],
-                                                         False, [0, 0], 1, output_mask)
-    else:
+    gw: torch.Tensor | None = None
+    if k is not None and 0 <= count <= max_rate * x.numel() and output_mask[1]:
         n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
         g = grad.permute(0, 2, 3, 1).contiguous()  # NHWC rows (a view when grad is channels-last already)
         dw = torch.empty(kh, kw, ci, cop, dtype=x.dtype)
-        _checked(k.weight_grad(x.data_ptr(), n, h, w, ci, g.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
-                               dw.data_ptr()))
-        gw = dw[..., :co].permute(3, 2, 0, 1)
+        if _checked(k.weight_grad(x.data_ptr(), n, h, w, ci, g.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                                  dw.data_ptr())):
+            gw = dw[..., :co].permute(3, 2, 0, 1)
+    if gw is None:
+        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], stride, padding, [1, 1],
+                                                         False, [0, 0], 1, output_mask)
+    else:
         gx = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
                                                  [True, False, False])[0] if output_mask[0] else None
         gb = grad.sum((0, 2, 3)) if output_mask[2] else None
+    # only what was asked for (oneDNN may return a gradient it was not asked for): as the fake says
+    gx, gw, gb = (t if want else None for t, want in zip((gx, gw, gb), output_mask, strict=True))
     return (x.new_empty(0) if gx is None else gx.contiguous(memory_format=torch.channels_last),
             x.new_empty(0) if gw is None else gw.contiguous(), x.new_empty(0) if gb is None else gb)
 
@@ -259,7 +270,11 @@ def _backward(ctx: Any, grad: torch.Tensor, _events_grad: Any) -> tuple[Any, ...
             ctx.has_bias and bool(ctx.needs_input_grad[2])]
     if not any(mask):
         return None, None, None, None, None, None, None
-    gx, gw, gb = backward_op(grad, x, weight, events, ctx.stride, ctx.padding, ctx.weight_grad_max_rate, mask)
+    if torch.is_grad_enabled():  # create_graph: differentiable dense gradients, as F.conv2d's backward gives
+        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], ctx.stride, ctx.padding,
+                                                         [1, 1], False, [0, 0], 1, mask)
+    else:
+        gx, gw, gb = backward_op(grad, x, weight, events, ctx.stride, ctx.padding, ctx.weight_grad_max_rate, mask)
     return gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None, None, None
 
 
