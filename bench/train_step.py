@@ -90,8 +90,8 @@ class Variant:
 
 
 SF = Variant("spikeforge compiled")  # the defaults of a training run with backend "compiled"
-BEFORE = replace(SF, label="spikeforge before (compiled loops, contiguous, input copied over T)",
-                 memory_format="contiguous", expanded_input=False)
+BEFORE = replace(SF, label="spikeforge before (compiled loops, contiguous, input copied over T, dense convs)",
+                 memory_format="contiguous", expanded_input=False, spike_convs="dense")
 VARIANTS: dict[str, Variant] = {
     "sj": Variant("SpikingJelly", "spikingjelly", expanded_input=False),
     "sj-bf16": Variant("SpikingJelly bf16", "spikingjelly", expanded_input=False, precision="bf16"),
@@ -117,7 +117,8 @@ VARIANTS: dict[str, Variant] = {
 }
 PRESETS: dict[str, list[str]] = {
     "table": ["sj", "snntorch", "sf-reference", "sf-fused", "sf-compiled"],
-    "levers": ["sj", "sf-before", "sf+channels-last", "sf+expanded-input", "sf-compiled", "sf-whole-compile"],
+    "levers": ["sj", "sf-before", "sf+channels-last", "sf+expanded-input", "sf-dense-convs", "sf-compiled",
+               "sf-whole-compile"],
     "bf16": ["sj", "sj-bf16", "sf-compiled", "sf-bf16", "sf-fused-bf16", "sf-bf16-whole-compile"],
     "threads": ["sj", "sj-1-thread", "sf-compiled", "sf-1-thread", "sf-auto-threads"],
     "gpu": ["sj", "sj-bf16", "sf-fused", "sf-compiled", "sf-triton", "sf-bf16"],
