@@ -187,15 +187,14 @@ int64_t spike_conv_forward(const float *restrict x, int64_t n, int64_t h, int64_
 }
 
 /* One image's weight gradient, channels [t, t + NV·16), added to d: per channel c and tap (a, b), the sum of
- * the gradient rows gp[o] of the outputs reached by c's events of the one stride phase the tap connects
- * (ytab/xtab: the output row·ow / column an input row/column reaches through a tap, −1 past the border;
- * −1 reads the zero row at index `zero` instead of branching). */
+ * the gradient rows rows[o] (cop floats apart) of the outputs reached by c's events of the one stride phase
+ * the tap connects (ytab/xtab: the output row·ow / column an input row/column reaches through a tap, −1 past
+ * the border; −1 reads the zero row `zrow` instead of branching). */
 #define DEFINE_WEIGHT_GRAD(NV)                                                                               \
     static void weight_grad_##NV(const Geometry *g, const int32_t *restrict cstart, const int32_t *restrict cpos, \
                                  const int32_t *restrict ytab, const int32_t *restrict xtab,                 \
-                                 const int32_t *restrict phase, const float *restrict gp, int64_t t,         \
-                                 float *restrict d) {                                                        \
-        const int64_t zero = g->oh * g->ow;                                                                  \
+                                 const int32_t *restrict phase, const float *restrict rows,                  \
+                                 const float *restrict zrow, int64_t t, float *restrict d) {                 \
         for (int64_t c = 0; c < g->ci; ++c)                                                                  \
             for (int64_t a = 0; a < g->kh; ++a)                                                              \
                 for (int64_t b = 0; b < g->kw; ++b) {                                                        \
@@ -206,8 +205,8 @@ int64_t spike_conv_forward(const float *restrict x, int64_t n, int64_t h, int64_
                     for (int32_t e = cstart[k]; e < cstart[k + 1]; ++e) {                                    \
                         const int32_t ty = ytab[(cpos[e] >> 16) * g->kh + a];                                \
                         const int32_t tx = xtab[(cpos[e] & 0xFFFF) * g->kw + b];                             \
-                        const int64_t o = (ty | tx) < 0 ? zero : (int64_t)ty + tx;                           \
-                        const v16u *r = (const v16u *)(gp + o * g->cop + t);                                 \
+                        const float *row = (ty | tx) < 0 ? zrow : rows + ((int64_t)ty + tx) * g->cop;        \
+                        const v16u *r = (const v16u *)(row + t);                                             \
                         for (int q = 0; q < NV; ++q) acc[q] += r[q];                                         \
                     }                                                                                        \
                     v16u *dr = (v16u *)(d + ((a * g->kw + b) * g->ci + c) * g->cop + t);                     \
@@ -223,7 +222,7 @@ DEFINE_WEIGHT_GRAD(6)
 DEFINE_WEIGHT_GRAD(7)
 DEFINE_WEIGHT_GRAD(8)
 typedef void (*weight_grad_fn)(const Geometry *, const int32_t *, const int32_t *, const int32_t *,
-                               const int32_t *, const int32_t *, const float *, int64_t, float *);
+                               const int32_t *, const int32_t *, const float *, const float *, int64_t, float *);
 static const weight_grad_fn WEIGHT_GRAD[MAX_VECTORS + 1] = {
     0, weight_grad_1, weight_grad_2, weight_grad_3, weight_grad_4,
     weight_grad_5, weight_grad_6, weight_grad_7, weight_grad_8};
@@ -292,8 +291,10 @@ int64_t spike_conv_weight_grad(const float *restrict x, int64_t n, int64_t h, in
         int32_t *ch = malloc(sizeof(int32_t) * (size_t)(h * w * ci));
         int32_t *cstart = malloc(sizeof(int32_t) * (size_t)(ci * sh * sw + 1));
         int32_t *cpos = malloc(sizeof(int32_t) * (size_t)(h * w * ci));
-        float *gp = malloc(sizeof(float) * (size_t)((oh * ow + 1) * cop)); /* padded rows + a zero row */
-        if (!d || !start || !ch || !cstart || !cpos || !gp) failed = 1;
+        /* the gradient's rows padded to cop floats (unless co is a multiple of 16), and a zero row */
+        float *gp = co == cop ? NULL : malloc(sizeof(float) * (size_t)(oh * ow * cop));
+        float *zrow = calloc((size_t)cop, sizeof(float));
+        if (!d || !start || !ch || !cstart || !cpos || (co != cop && !gp) || !zrow) failed = 1;
 #pragma omp for schedule(static, 1)
         for (int64_t i = 0; i < n; ++i) {
             if (failed || bad) continue;
@@ -303,19 +304,22 @@ int64_t spike_conv_weight_grad(const float *restrict x, int64_t n, int64_t h, in
             }
             by_channel(start, ch, &g, cstart, cpos);
             const float *gi = grad + i * oh * ow * co;
-            for (int64_t p = 0; p < oh * ow; ++p) {
-                memcpy(gp + p * cop, gi + p * co, sizeof(float) * (size_t)co);
-                memset(gp + p * cop + co, 0, sizeof(float) * (size_t)(cop - co));
+            if (gp) {
+                for (int64_t p = 0; p < oh * ow; ++p) {
+                    memcpy(gp + p * cop, gi + p * co, sizeof(float) * (size_t)co);
+                    memset(gp + p * cop + co, 0, sizeof(float) * (size_t)(cop - co));
+                }
+                gi = gp;
             }
-            memset(gp + oh * ow * cop, 0, sizeof(float) * (size_t)cop);
             for (int64_t t = 0; t < cop; t += MAX_VECTORS * LANES)
-                WEIGHT_GRAD[vectors_at(cop, t)](&g, cstart, cpos, ytab, xtab, phase, gp, t, d);
+                WEIGHT_GRAD[vectors_at(cop, t)](&g, cstart, cpos, ytab, xtab, phase, gi, zrow, t, d);
         }
         free(start);
         free(ch);
         free(cstart);
         free(cpos);
         free(gp);
+        free(zrow);
     }
     if (!failed && !bad) { /* the threads' partial sums, added in thread order */
 #pragma omp parallel for schedule(static)
