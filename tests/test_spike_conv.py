@@ -332,3 +332,27 @@ def test_input_changed_behind_autograds_back_runs_dense() -> None:
     dense = torch.ops.aten.convolution_backward(torch.ones_like(y), edited, w.detach(), None, [1, 1], [1, 1], [1, 1],
                                                 False, [0, 0], 1, [False, True, False])[1]
     assert w.grad is not None and torch.equal(w.grad, dense.contiguous())
+
+
+def test_masked_convolutions_use_their_masked_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SD-SNN's pruning masks a conv's weights in ``_conv_forward``: the event path must sum ``W ⊙ M``, and
+    train exactly like the dense masked layer."""
+    from spikeforge.develop.masking import attach_mask
+
+    convs = [conv_layer("dense"), conv_layer(ALL)]
+    convs[1].load_state_dict(convs[0].state_dict())
+    for conv in convs:
+        attach_mask(conv)
+        conv.weight_mask[:, :8] = 0  # prune half the input channels
+    calls = count_calls(monkeypatch)
+    x = spikes(8, 16, 6, 6, rate=0.1).reshape(2, 4, 16, 6, 6)
+    outs = []
+    for conv in convs:
+        y = conv(x)
+        y.square().sum().backward()
+        outs.append((y.detach(), conv.weight.grad))
+    assert len(calls) == 1  # the event path ran for the second layer only
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-4)
+    unmasked = F.conv2d(x.flatten(0, 1), convs[0].weight.detach(), convs[0].bias.detach(), 1, 1)
+    assert not torch.allclose(outs[0][0].flatten(0, 1), unmasked, atol=1e-3)  # the mask matters here

@@ -81,14 +81,19 @@ class Conv2d(nn.Conv2d):
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         fmt = self.memory_format if self.training else torch.contiguous_format
-        x = x.contiguous(memory_format=fmt)
-        cfg = self.spike_convs
-        if cfg is not None and self.training and spike_conv.applies(x, self.weight, self.stride, self.padding,
-                                                                      self.dilation, self.groups, self.padding_mode):
-            return spike_conv.spike_conv2d(x, self.weight, self.bias, self.stride, self.padding,  # type: ignore[arg-type]
-                                           cfg)
         # oneDNN picks the output layout from the input's, and a 1-channel input is both layouts
-        return super().forward(x).contiguous(memory_format=fmt)
+        return super().forward(x.contiguous(memory_format=fmt)).contiguous(memory_format=fmt)
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,  # noqa: A002 - nn.Conv2d's signature
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        """The convolution with the weights ``forward`` passes: event-driven where :mod:`spikeforge.spike_conv`
+        applies. Subclasses that change the weights (``develop.masking.MaskedConv2d``: ``W ⊙ M``) override this
+        and call it with theirs, so both paths see the same weights."""
+        cfg = self.spike_convs
+        if cfg is not None and self.training and spike_conv.applies(input, weight, self.stride, self.padding,
+                                                                      self.dilation, self.groups, self.padding_mode):
+            return spike_conv.spike_conv2d(input, weight, bias, self.stride, self.padding, cfg)  # type: ignore[arg-type]
+        return super()._conv_forward(input, weight, bias)
 
 
 def set_memory_format(model: nn.Module, name: str) -> nn.Module:

@@ -77,7 +77,7 @@ class MaskedConv2d(_MaskedSynapse, L.Conv2d):
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,  # noqa: A002
                       bias: torch.Tensor | None) -> torch.Tensor:
-        return cast(torch.Tensor, super()._conv_forward(input, self.effective_weight(), self.effective_bias()))
+        return super()._conv_forward(input, self.effective_weight(), self.effective_bias())
 
 
 class MaskedLinear(_MaskedSynapse, L.Linear):  # type: ignore[misc]  # torch types Linear.bias as never None
