@@ -79,7 +79,6 @@ class _Kernels:
     count: Any
     forward: Any
     weight_grad: Any
-    path: Path
 
 
 _lock = threading.Lock()
@@ -87,27 +86,21 @@ _kernels: _Kernels | None = None
 _failure: str | None = None
 
 
-def _load() -> _Kernels:
-    # the build machinery of the event runtime's kernels (imported here: the runtime package imports the
-    # models, which import layers, which import this module)
-    from .runtime.native import NativeUnavailable, build, candidates
+def _open(path: Path) -> _Kernels:
+    lib = ctypes.CDLL(str(path))
+    count, forward, weight_grad = lib.spike_count, lib.spike_conv_forward, lib.spike_conv_weight_grad
+    count.argtypes, count.restype = _COUNT_ARGS, _I64
+    forward.argtypes, forward.restype = _CONV_ARGS, _I64
+    weight_grad.argtypes, weight_grad.restype = _CONV_ARGS, _I64
+    return _Kernels(count, forward, weight_grad)
 
-    reasons: list[str] = []
-    for flags in candidates():
-        try:
-            lib = ctypes.CDLL(str(build(flags=flags, source=SOURCE)))
-            count, forward, weight_grad = lib.spike_count, lib.spike_conv_forward, lib.spike_conv_weight_grad
-        except NativeUnavailable as err:
-            reasons.append(str(err))
-            continue
-        except (OSError, AttributeError) as err:
-            reasons.append(f"loading the compiled spike convolution failed: {err}")
-            continue
-        count.argtypes, count.restype = _COUNT_ARGS, _I64
-        forward.argtypes, forward.restype = _CONV_ARGS, _I64
-        weight_grad.argtypes, weight_grad.restype = _CONV_ARGS, _I64
-        return _Kernels(count, forward, weight_grad, Path(lib._name))
-    raise NativeUnavailable(reasons[-1] if reasons else "no build to try")
+
+def _load() -> _Kernels:
+    # the event runtime's build machinery (imported here: the runtime package imports the models, which import
+    # layers, which import this module)
+    from .runtime.native import first_loading
+
+    return first_loading(_open, "the compiled spike convolution", SOURCE)
 
 
 def kernels() -> _Kernels | None:

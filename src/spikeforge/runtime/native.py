@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -51,6 +52,7 @@ INT32_LIMIT = 2**31 - 1  # the kernels index events with int32
 DTYPES = {torch.float64: "f64", torch.int64: "i64"}
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+T = TypeVar("T")
 _LINEAR_ARGS = [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _I64]
 _CONV_ARGS = [_PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _I64, _I64, _PTR, _PTR, _I64]
 
@@ -201,6 +203,21 @@ def _open(path: Path) -> Kernels:
     return Kernels(fns["linear"], fns["conv"], path, path.name.startswith("events-omp-"))
 
 
+def first_loading(open_library: Callable[[Path], T], what: str, source: Path | None = None) -> T:
+    """``open_library`` of ``source``'s library (default :data:`SOURCE`) built with the first of :func:`candidates`
+    that compiles and loads; :class:`NativeUnavailable` with the last reason when none does. ``what`` names the
+    library in that reason."""
+    reasons: list[str] = []
+    for flags in candidates():
+        try:
+            return open_library(build(flags=flags, source=source))
+        except NativeUnavailable as err:
+            reasons.append(str(err))
+        except (OSError, AttributeError) as err:
+            reasons.append(f"loading {what} failed: {err}")
+    raise NativeUnavailable(reasons[-1] if reasons else "no build to try")
+
+
 def load() -> Kernels:
     """The kernels of this process (built and loaded on the first call, trying :func:`candidates` in turn
     until one compiles and loads; a failure is remembered)."""
@@ -209,17 +226,10 @@ def load() -> Kernels:
         return _loaded
     with _lock:
         if _loaded is None and _failure is None:
-            reasons: list[str] = []
-            for flags in candidates():
-                try:
-                    _loaded = _open(build(flags=flags))
-                    break
-                except NativeUnavailable as err:
-                    reasons.append(str(err))
-                except (OSError, AttributeError) as err:
-                    reasons.append(f"loading the compiled event kernels failed: {err}")
-            if _loaded is None:
-                _failure = NativeUnavailable(reasons[-1] if reasons else "no build to try")
+            try:
+                _loaded = first_loading(_open, "the compiled event kernels")
+            except NativeUnavailable as err:
+                _failure = err
         if _failure is not None:
             raise _failure
         assert _loaded is not None

@@ -12,8 +12,8 @@
  * inputs that spiked. The forward gathers per output (accumulators in registers): for each kernel row,
  * the events of the kw input positions it covers are contiguous in a position-major event list, so one
  * loop covers them, each event carrying its weight row's offset within that kernel row. The weight
- * gradient buckets an image's events by channel and, per (channel, tap), sums the gradient rows of the
- * outputs those events reached (an out-of-range output reads a zero row instead of branching).
+ * gradient buckets an image's events by channel and stride phase and, per (channel, tap), sums the gradient
+ * rows of the outputs the tap's phase reached (an out-of-range output reads a zero row instead of branching).
  *
  * Order of sums: a forward output adds its events in kernel-row, then position, then channel order, on one
  * thread: the result does not depend on the thread count. The weight gradient sums each thread's images
