@@ -168,6 +168,14 @@ def _geometry(x: torch.Tensor, weight_shape: list[int], stride: list[int], paddi
     return [n, h, w, ci, co, -(-co // LANES) * LANES, kh, kw, stride[0], stride[1], padding[0], padding[1], oh, ow]
 
 
+def _dense_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: list[int],
+                    padding: list[int], mask: list[bool]) -> tuple[torch.Tensor | None, ...]:
+    """oneDNN's ``(∂L/∂x, ∂L/∂W, ∂L/∂b)`` of the convolution, those ``mask`` asks for (None elsewhere), in one
+    call, as ``F.conv2d``'s backward computes them (differentiable: also what a double backward uses)."""
+    return tuple(torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], stride, padding, [1, 1],
+                                                     False, [0, 0], 1, mask))
+
+
 def _checked(code: int) -> bool:
     """Whether a kernel call succeeded; False when it found a value that is not 0 or 1 (the input changed after
     it was counted, e.g. through ``.data``: the caller runs dense, as ``F.conv2d`` would on that input)."""
@@ -190,15 +198,13 @@ def spike_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         n, h, w, ci, co, cop, kh, kw, sh, sw, ph, pw, oh, ow = _geometry(x, list(weight.shape), stride, padding)
         out = torch.empty(n, oh, ow, co, dtype=x.dtype)
         wt = _padded_weights(weight)
-        if not _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
-                                  out.data_ptr())):
-            events = -1
-    if events < 0 or events > max_rate * x.numel():
-        y = F.conv2d(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
-        return y, torch.tensor(-1, dtype=torch.int64)
-    if bias is not None:
-        out.add_(bias.detach())
-    return out.permute(0, 3, 1, 2), torch.tensor(events, dtype=torch.int64)
+        if _checked(k.forward(x.data_ptr(), n, h, w, ci, wt.data_ptr(), co, cop, kh, kw, sh, sw, ph, pw, oh, ow,
+                              out.data_ptr())):
+            if bias is not None:
+                out.add_(bias.detach())
+            return out.permute(0, 3, 1, 2), torch.tensor(events, dtype=torch.int64)
+    y = F.conv2d(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
+    return y, torch.tensor(-1, dtype=torch.int64)
 
 
 @spike_conv2d_op.register_fake
@@ -229,11 +235,9 @@ def backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, event
                                   dw.data_ptr())):
             gw = dw[..., :co].permute(3, 2, 0, 1)
     if gw is None:
-        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], stride, padding, [1, 1],
-                                                         False, [0, 0], 1, output_mask)
+        gx, gw, gb = _dense_backward(grad, x, weight, stride, padding, output_mask)
     else:
-        gx = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
-                                                 [True, False, False])[0] if output_mask[0] else None
+        gx = _dense_backward(grad, x, weight, stride, padding, [True, False, False])[0] if output_mask[0] else None
         gb = grad.sum((0, 2, 3)) if output_mask[2] else None
     # only what was asked for (oneDNN may return a gradient it was not asked for): as the fake says
     gx, gw, gb = (t if want else None for t, want in zip((gx, gw, gb), output_mask, strict=True))
@@ -264,8 +268,7 @@ def _backward(ctx: Any, grad: torch.Tensor, _events_grad: Any) -> tuple[Any, ...
     if not any(mask):
         return None, None, None, None, None, None, None
     if torch.is_grad_enabled():  # create_graph: differentiable dense gradients, as F.conv2d's backward gives
-        gx, gw, gb = torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]], ctx.stride, ctx.padding,
-                                                         [1, 1], False, [0, 0], 1, mask)
+        gx, gw, gb = _dense_backward(grad, x, weight, ctx.stride, ctx.padding, mask)
     else:
         gx, gw, gb = backward_op(grad, x, weight, events, ctx.stride, ctx.padding, ctx.weight_grad_max_rate, mask)
     return gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None, None, None
